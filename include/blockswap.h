@@ -1,0 +1,75 @@
+/* blockswap: public API of the preloaded shim.
+ * An application (or a test, or a tool) reaches these through dlsym(RTLD_DEFAULT, ...)
+ * when libblockswap.so is preloaded, or by linking it. Nothing here needs cuda.h. */
+#ifndef BLOCKSWAP_H
+#define BLOCKSWAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BLOCKSWAP_VERSION_MAJOR 0
+#define BLOCKSWAP_VERSION_MINOR 1
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *blockswap_version(void);
+
+/* 1 when the shim intercepts and tracks; 0 when it passes everything through
+ * (BLOCKSWAP_DISABLE=1, or a bad BLOCKSWAP_* value was found). */
+int blockswap_enabled(void);
+
+/* How the application obtained a tracked allocation. */
+enum blockswap_alloc_api {
+    BLOCKSWAP_API_MEM_ALLOC = 1,    /* cuMemAlloc_v2 */
+    BLOCKSWAP_API_MEM_ALLOC_PITCH,  /* cuMemAllocPitch_v2 */
+    BLOCKSWAP_API_MEM_ALLOC_ASYNC,  /* cuMemAllocAsync(_ptsz) */
+    BLOCKSWAP_API_MEM_ALLOC_POOL,   /* cuMemAllocFromPoolAsync(_ptsz) */
+    BLOCKSWAP_API_VMM_MAP,          /* the application's own cuMemMap */
+};
+
+struct blockswap_alloc_info {
+    uint64_t base;   /* device address returned to the application */
+    uint64_t size;   /* bytes */
+    int api;         /* enum blockswap_alloc_api */
+    uint64_t stream; /* CUstream given at allocation (0 for synchronous APIs) */
+};
+
+/* Finds the live tracked allocation that contains addr (any interior address).
+ * Returns 0 and fills *out, or -ENOENT. */
+int blockswap_find_allocation(uint64_t addr, struct blockswap_alloc_info *out);
+
+struct blockswap_stats {
+    uint64_t live_allocations;   /* tracked device allocations now live */
+    uint64_t live_bytes;         /* their bytes */
+    uint64_t peak_bytes;         /* high-water mark of live_bytes */
+    uint64_t vmm_mapped_bytes;   /* bytes the application mapped itself (cuMemMap) */
+    uint64_t allocs;             /* allocations seen since start */
+    uint64_t frees;              /* frees seen since start */
+    uint64_t launches;           /* kernel launches seen */
+    uint64_t launches_unscanned; /* launches whose parameters could not be scanned */
+    uint64_t launch_refs;        /* allocation references found in launch parameters */
+    uint64_t graph_launches;     /* cuGraphLaunch calls (not scanned: see docs) */
+    uint64_t tensor_maps;        /* cuTensorMapEncode* descriptors recorded */
+};
+
+/* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */
+int blockswap_get_stats(struct blockswap_stats *out);
+
+/* Calls that reached the shim through the named hooked entry point, e.g.
+ * "cuMemAlloc_v2" or "cuLaunchKernel_ptsz". Returns -1 when name is not hooked. */
+int64_t blockswap_hook_calls(const char *name);
+
+/* The distinct tracked allocations that the calling thread's most recent kernel
+ * launch points into (through any parameter, struct member, interior pointer or
+ * recorded tensor map). Writes up to max base addresses into bases and returns
+ * how many there were, or -ENODATA when this thread has launched nothing. */
+int blockswap_last_launch(uint64_t *bases, int max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BLOCKSWAP_H */

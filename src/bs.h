@@ -1,0 +1,208 @@
+/* Internal declarations of libblockswap, grouped by the file that owns them.
+ * Cross-file internals carry the bs_ prefix and hidden visibility; the only
+ * exported names are the hooks (hooks.def), dlsym/dlvsym and include/blockswap.h. */
+#ifndef BS_H
+#define BS_H
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* cuda.h renames cuGetProcAddress to cuGetProcAddress_v2; the shim also hooks the
+ * older export of that exact name, so here every name means its exported symbol. */
+#undef cuGetProcAddress
+
+#define BS_EXPORT __attribute__((visibility("default")))
+#define BS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define BS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define BS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* Thread-locals of a preloaded library: initial-exec avoids __tls_get_addr (which
+ * may allocate) on hot paths. */
+#define BS_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* ---- log.c: one line per event, "blockswap: " prefix, no allocation ---- */
+enum bs_log_level { BS_LOG_ERROR, BS_LOG_WARN, BS_LOG_INFO, BS_LOG_DEBUG };
+
+void bs_log(enum bs_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Logs at most `limit` times per call site; the last allowed line says so. */
+#define bs_log_limited(limit, level, ...)                                      \
+    do {                                                                       \
+        static unsigned bs_lim_count_;                                         \
+        unsigned bs_lim_n_ = __atomic_fetch_add(&bs_lim_count_, 1,             \
+                                                __ATOMIC_RELAXED);             \
+        if (bs_lim_n_ < (limit))                                               \
+            bs_log_rl_(bs_lim_n_ + 1 == (limit), level, __VA_ARGS__);          \
+    } while (0)
+void bs_log_rl_(bool last, enum bs_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool bs_log_enabled(enum bs_log_level level);
+void bs_log_set_level(enum bs_log_level level);
+/* pre: path is NUL-terminated. Returns 0 or -errno; on failure logging stays on stderr. */
+int bs_log_open(const char *path);
+void bs_log_reset_after_fork(void);
+
+/* ---- config.c: the BLOCKSWAP_* table, strict parsing ---- */
+struct bs_config {
+    bool disable;                 /* BLOCKSWAP_DISABLE */
+    enum bs_log_level log_level;  /* BLOCKSWAP_LOG_LEVEL */
+    char log_file[256];           /* BLOCKSWAP_LOG_FILE, "" = stderr */
+    uint64_t scan_limit;          /* BLOCKSWAP_SCAN_LIMIT: parameter bytes scanned per launch */
+};
+
+/* Parses environ into *cfg. Returns the number of bad values (each already
+ * logged as one line); on error *cfg still holds usable defaults. */
+int bs_config_load(struct bs_config *cfg);
+/* Parses one value of the named variable into cfg; for tests and the fuzzer.
+ * Returns 0, -EINVAL (bad value, *err set) or -ENOENT (unknown variable). */
+int bs_config_set(struct bs_config *cfg, const char *name, const char *value,
+                  char *err, size_t errlen);
+void bs_config_defaults(struct bs_config *cfg);
+/* Strict size parser: digits, optional K/M/G/T (powers of 1024), optional B/iB.
+ * Returns 0 or -EINVAL / -ERANGE. */
+int bs_parse_size(const char *s, uint64_t *out);
+/* Writes the reference of every variable (name, type, default, range, help). */
+void bs_config_print_help(int fd);
+
+/* ---- interpose/table.c: real driver functions, hook ids, lazy init ---- */
+#define BS_HOOK(name, pfn) BS_ID_##name,
+#define BS_PASS(name, pfn, params, args) BS_ID_##name,
+enum bs_hook_id {
+#include "interpose/hooks.def"
+    BS_HOOK_COUNT
+};
+#undef BS_HOOK
+#undef BS_PASS
+
+/* The real driver functions behind each hook, set once resolved. */
+struct bs_real_table {
+#define BS_HOOK(name, pfn) pfn name;
+#define BS_PASS(name, pfn, params, args) pfn name;
+#include "interpose/hooks.def"
+#undef BS_HOOK
+#undef BS_PASS
+};
+extern struct bs_real_table bs_real;
+
+/* Driver functions the shim calls for itself and never hooks. */
+struct bs_driver_table {
+    PFN_cuFuncGetParamInfo_v12040 cuFuncGetParamInfo;
+    PFN_cuGetErrorName_v6000 cuGetErrorName;
+    PFN_cuDriverGetVersion_v2020 cuDriverGetVersion;
+};
+extern struct bs_driver_table bs_drv;
+
+/* 1 while the shim intercepts, 0 in pass-through (disabled or bad config).
+ * Valid after bs_init(). */
+extern int bs_active_flag;
+
+/* Run-once, lazy initialisation: config, log, real functions. Cheap after the
+ * first call. Never call from inside dlsym. */
+void bs_init(void);
+static inline bool bs_active(void)
+{
+    bs_init();
+    return __atomic_load_n(&bs_active_flag, __ATOMIC_RELAXED);
+}
+/* Returns the real function of hook id, resolving it on first use; NULL when
+ * the driver lacks it (logged once). */
+void *bs_real_resolve(enum bs_hook_id id);
+#define BS_REAL(name)                                                          \
+    (__atomic_load_n(&bs_real.name, __ATOMIC_ACQUIRE)                          \
+         ? bs_real.name                                                        \
+         : (__typeof__(bs_real.name))bs_real_resolve(BS_ID_##name))
+/* Result for a hook whose real function is missing. */
+CUresult bs_missing(enum bs_hook_id id);
+
+/* Index of a hooked symbol name, or -1. */
+int bs_hook_find(const char *name);
+const char *bs_hook_name(enum bs_hook_id id);
+void *bs_hook_wrapper(enum bs_hook_id id);
+/* The wrapper for a real driver function pointer, or p itself when p is not
+ * one the shim hooks (pass-through). */
+void *bs_wrap_pointer(void *p);
+/* Records p as the real function of id if none is known yet. Returns true
+ * when p is (now) the real function of id. */
+bool bs_real_adopt(enum bs_hook_id id, void *p);
+
+/* Per-hook call counters (kept by track/stats.c). */
+void bs_count_call(enum bs_hook_id id);
+uint64_t bs_hook_calls_total(enum bs_hook_id id);
+
+/* Thread-local reentrancy guard: the shim's own driver calls pass straight through. */
+extern BS_TLS int bs_in_hook;
+
+/* ---- interpose/dl.c: the real dlsym/dlvsym, found without dlsym ---- */
+void *bs_real_dlsym(void *handle, const char *name);
+void *bs_real_dlvsym(void *handle, const char *name, const char *version);
+
+/* ---- track/alloc_map.c: live device allocations, O(1) interior lookup ---- */
+struct bs_alloc_rec {
+    uint64_t base, size;
+    uint64_t stream;
+    int api; /* enum blockswap_alloc_api */
+};
+
+int bs_alloc_map_insert(const struct bs_alloc_rec *rec);
+/* Removes the record whose base is exactly base. Returns 0 or -ENOENT. */
+int bs_alloc_map_remove(uint64_t base, struct bs_alloc_rec *removed);
+/* Removes every record lying inside [base, base+size); returns the bytes removed. */
+uint64_t bs_alloc_map_remove_range(uint64_t base, uint64_t size, int api);
+/* Launch-path lookup: lock-free (seqlock), allocation-free. Returns true and the
+ * base of the allocation containing addr. */
+bool bs_alloc_map_lookup(uint64_t addr, uint64_t *base);
+/* Slow-path lookup of the whole record (takes the writer lock). */
+int bs_alloc_map_find(uint64_t addr, struct bs_alloc_rec *out);
+void bs_alloc_map_stats(uint64_t *count, uint64_t *bytes, uint64_t *peak);
+void bs_alloc_map_reset(void);
+void bs_alloc_map_atfork_prepare(void);
+void bs_alloc_map_atfork_parent(void);
+
+/* ---- track/launch.c: which allocations a launch points into ---- */
+#define BS_LAUNCH_MAX_REFS 64
+
+struct bs_launch_set {
+    uint64_t bases[BS_LAUNCH_MAX_REFS];
+    int n;
+    bool overflow;
+};
+
+/* Scans the parameters of one launch into set. Returns 0, or -ENOTSUP when the
+ * layout of f is unknown (no cuFuncGetParamInfo and no extra buffer). */
+int bs_launch_scan(CUfunction f, void **kernel_params, void **extra,
+                   uint64_t scan_limit, struct bs_launch_set *set);
+/* Scans `len` bytes of packed parameters at p (pointer-aligned words). */
+void bs_scan_bytes(const unsigned char *p, size_t len, struct bs_launch_set *set);
+/* Called by every launch wrapper before the real launch. */
+void bs_launch_observe(CUfunction f, CUstream stream, void **kernel_params,
+                       void **extra);
+void bs_launch_forget_functions(void);
+int bs_launch_last(uint64_t *bases, int max);
+void bs_tensormap_record(const CUtensorMap *map, const void *global_address);
+/* Address recorded for a 128-byte descriptor, or 0. */
+uint64_t bs_tensormap_lookup(const void *desc);
+void bs_launch_reset(void);
+
+/* ---- track/stats.c: process-wide counters ---- */
+enum bs_stat {
+    BS_STAT_ALLOCS,
+    BS_STAT_FREES,
+    BS_STAT_LAUNCHES,
+    BS_STAT_LAUNCHES_UNSCANNED,
+    BS_STAT_LAUNCH_REFS,
+    BS_STAT_GRAPH_LAUNCHES,
+    BS_STAT_TENSOR_MAPS,
+    BS_STAT_VMM_MAPPED,
+    BS_STAT_COUNT
+};
+void bs_stat_add(enum bs_stat s, int64_t v);
+int64_t bs_stat_get(enum bs_stat s);
+void bs_stats_reset(void);
+
+/* ---- config in force (interpose/table.c owns it) ---- */
+extern struct bs_config bs_cfg;
+
+#endif /* BS_H */

@@ -1,0 +1,207 @@
+/* config.c: every BLOCKSWAP_* environment variable, in one table (name, type,
+ * default, range, help), parsed strictly. A bad value is one line naming the
+ * variable, the value and what is accepted; the caller then passes through. */
+#define _GNU_SOURCE
+#include "bs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t offset;
+    const char *def;
+    uint64_t min, max; /* OPT_SIZE */
+    const char *help;
+};
+
+#define OFF(field) offsetof(struct bs_config, field)
+
+static const struct opt opts[] = {
+    { "BLOCKSWAP_DISABLE", OPT_BOOL, OFF(disable), "0", 0, 0,
+      "1 makes blockswap pure pass-through: every CUDA call goes straight to the driver." },
+    { "BLOCKSWAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info", 0, 0,
+      "How much blockswap logs: error, warn, info or debug." },
+    { "BLOCKSWAP_LOG_FILE", OPT_PATH, OFF(log_file), "", 0, 0,
+      "Append log lines to this file (created 0600, symlinks refused) instead of stderr." },
+    { "BLOCKSWAP_SCAN_LIMIT", OPT_SIZE, OFF(scan_limit), "32K", 0, 1u << 20,
+      "Kernel parameter bytes searched for device pointers per launch (CUDA allows 32764)." },
+};
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+static const char *type_name(enum opt_type t)
+{
+    switch (t) {
+    case OPT_BOOL: return "bool";
+    case OPT_LEVEL: return "level";
+    case OPT_PATH: return "path";
+    case OPT_SIZE: return "size";
+    }
+    return "?";
+}
+
+int bs_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -ERANGE;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    unsigned shift = 0;
+    switch (*s) {
+    case 'k': case 'K': shift = 10; s++; break;
+    case 'm': case 'M': shift = 20; s++; break;
+    case 'g': case 'G': shift = 30; s++; break;
+    case 't': case 'T': shift = 40; s++; break;
+    default: break;
+    }
+    /* Accept "G", "GB", "GiB" alike: all mean powers of 1024 here. */
+    if (shift && s[0] == 'i' && s[1] == 'B')
+        s += 2;
+    else if (s[0] == 'B')
+        s++;
+    if (*s)
+        return -EINVAL;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = v << shift;
+    return 0;
+}
+
+static void format_size(uint64_t v, char *buf, size_t len)
+{
+    static const char suffix[] = "KMGT";
+    int i = -1;
+    while (v && (v & 1023) == 0 && i < 3) {
+        v >>= 10;
+        i++;
+    }
+    if (i < 0)
+        snprintf(buf, len, "%llu", (unsigned long long)v);
+    else
+        snprintf(buf, len, "%llu%c", (unsigned long long)v, suffix[i]);
+}
+
+static int parse_opt(const struct opt *o, const char *value, struct bs_config *cfg,
+                     char *err, size_t errlen)
+{
+    void *field = (char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_BOOL: {
+        static const char *const yes[] = { "1", "true", "yes", "on" };
+        static const char *const no[] = { "0", "false", "no", "off" };
+        for (unsigned i = 0; i < 4; i++) {
+            if (strcmp(value, yes[i]) == 0) { *(bool *)field = true; return 0; }
+            if (strcmp(value, no[i]) == 0) { *(bool *)field = false; return 0; }
+        }
+        snprintf(err, errlen, "accepted: 1, 0, true, false, yes, no, on, off");
+        return -EINVAL;
+    }
+    case OPT_LEVEL:
+        for (unsigned i = 0; i < BS_ARRAY_SIZE(level_names); i++) {
+            if (strcmp(value, level_names[i]) == 0) {
+                *(enum bs_log_level *)field = (enum bs_log_level)i;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "accepted: error, warn, info, debug");
+        return -EINVAL;
+    case OPT_PATH: {
+        size_t n = strlen(value);
+        if (n >= sizeof(cfg->log_file)) {
+            snprintf(err, errlen, "accepted: a path shorter than %zu bytes",
+                     sizeof(cfg->log_file));
+            return -EINVAL;
+        }
+        memcpy(field, value, n + 1);
+        return 0;
+    }
+    case OPT_SIZE: {
+        uint64_t v;
+        char lo[32], hi[32];
+        format_size(o->min, lo, sizeof(lo));
+        format_size(o->max, hi, sizeof(hi));
+        if (bs_parse_size(value, &v) < 0 || v < o->min || v > o->max) {
+            snprintf(err, errlen, "accepted: a size from %s to %s bytes, digits with an "
+                     "optional K, M, G or T suffix (powers of 1024)", lo, hi);
+            return -EINVAL;
+        }
+        *(uint64_t *)field = v;
+        return 0;
+    }
+    }
+    return -EINVAL;
+}
+
+void bs_config_defaults(struct bs_config *cfg)
+{
+    char err[160];
+    memset(cfg, 0, sizeof(*cfg));
+    for (unsigned i = 0; i < BS_ARRAY_SIZE(opts); i++)
+        parse_opt(&opts[i], opts[i].def, cfg, err, sizeof(err));
+}
+
+int bs_config_set(struct bs_config *cfg, const char *name, const char *value,
+                  char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < BS_ARRAY_SIZE(opts); i++)
+        if (strcmp(opts[i].name, name) == 0)
+            return parse_opt(&opts[i], value, cfg, err, errlen);
+    snprintf(err, errlen, "unknown variable");
+    return -ENOENT;
+}
+
+int bs_config_load(struct bs_config *cfg)
+{
+    int bad = 0;
+    char err[200];
+    for (unsigned i = 0; i < BS_ARRAY_SIZE(opts); i++) {
+        const char *v = getenv(opts[i].name);
+        if (!v)
+            continue;
+        if (parse_opt(&opts[i], v, cfg, err, sizeof(err)) < 0) {
+            bs_log(BS_LOG_ERROR, "%s=%s is not valid; %s", opts[i].name, v, err);
+            bad++;
+        }
+    }
+    /* A typo must not silently do nothing. */
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "BLOCKSWAP_", 10) != 0)
+            continue;
+        size_t len = strcspn(*e, "=");
+        bool known = false;
+        for (unsigned i = 0; i < BS_ARRAY_SIZE(opts) && !known; i++)
+            known = strlen(opts[i].name) == len && strncmp(opts[i].name, *e, len) == 0;
+        if (!known)
+            bs_log(BS_LOG_WARN, "unknown variable %.*s is ignored (the reference is in "
+                   "docs/configuration.md)", (int)len, *e);
+    }
+    return bad;
+}
+
+void bs_config_print_help(int fd)
+{
+    for (unsigned i = 0; i < BS_ARRAY_SIZE(opts); i++) {
+        const struct opt *o = &opts[i];
+        char range[80] = "";
+        if (o->type == OPT_SIZE) {
+            char lo[32], hi[32];
+            format_size(o->min, lo, sizeof(lo));
+            format_size(o->max, hi, sizeof(hi));
+            snprintf(range, sizeof(range), ", %s..%s", lo, hi);
+        }
+        dprintf(fd, "%s (%s, default \"%s\"%s)\n    %s\n", o->name, type_name(o->type),
+                o->def, range, o->help);
+    }
+}

@@ -1,0 +1,47 @@
+/* track/stats.c: process-wide counters for blockswap_get_stats and the summary.
+ * Sharded by thread so that concurrent launches do not fight over one line. */
+#include "bs.h"
+
+#include <string.h>
+
+#define SHARDS 16
+
+/* Counters first, then one call counter per hook. */
+struct shard {
+    int64_t v[BS_STAT_COUNT + BS_HOOK_COUNT];
+} __attribute__((aligned(64)));
+
+static struct shard shards[SHARDS];
+static BS_TLS int my_shard = -1;
+static unsigned next_shard;
+
+void bs_stat_add(enum bs_stat s, int64_t v)
+{
+    int i = my_shard;
+    if (BS_UNLIKELY(i < 0))
+        i = my_shard = (int)(__atomic_fetch_add(&next_shard, 1, __ATOMIC_RELAXED) % SHARDS);
+    __atomic_fetch_add(&shards[i].v[s], v, __ATOMIC_RELAXED);
+}
+
+int64_t bs_stat_get(enum bs_stat s)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < SHARDS; i++)
+        sum += __atomic_load_n(&shards[i].v[s], __ATOMIC_RELAXED);
+    return sum;
+}
+
+void bs_stats_reset(void)
+{
+    memset(shards, 0, sizeof(shards));
+}
+
+void bs_count_call(enum bs_hook_id id)
+{
+    bs_stat_add((enum bs_stat)(BS_STAT_COUNT + id), 1);
+}
+
+uint64_t bs_hook_calls_total(enum bs_hook_id id)
+{
+    return (uint64_t)bs_stat_get((enum bs_stat)(BS_STAT_COUNT + id));
+}

@@ -1,0 +1,83 @@
+/* Unit: strict parsing of BLOCKSWAP_* values, defaults, and the one-line message. */
+#include "bs.h"
+#include "cutest.h"
+
+#include <string.h>
+
+static void sizes_parse_with_1024_suffixes(void)
+{
+    uint64_t v;
+    CHECK(bs_parse_size("0", &v) == 0 && v == 0);
+    CHECK(bs_parse_size("4096", &v) == 0 && v == 4096);
+    CHECK(bs_parse_size("4K", &v) == 0 && v == 4096);
+    CHECK(bs_parse_size("3M", &v) == 0 && v == 3ull << 20);
+    CHECK(bs_parse_size("24G", &v) == 0 && v == 24ull << 30);
+    CHECK(bs_parse_size("24GiB", &v) == 0 && v == 24ull << 30);
+    CHECK(bs_parse_size("24GB", &v) == 0 && v == 24ull << 30);
+    CHECK(bs_parse_size("2t", &v) == 0 && v == 2ull << 40);
+}
+
+static void sizes_reject_anything_else(void)
+{
+    uint64_t v = 7;
+    const char *bad[] = { "", "G", "-1", " 4G", "4G ", "4.5G", "4X", "4GG", "0x10",
+                          "18446744073709551616", "17179869184G", "4iB" };
+    for (unsigned i = 0; i < BS_ARRAY_SIZE(bad); i++) {
+        if (bs_parse_size(bad[i], &v) == 0) {
+            fprintf(stderr, "accepted bad size \"%s\"\n", bad[i]);
+            exit(1);
+        }
+    }
+    CHECK(v == 7);
+}
+
+static void defaults_come_from_the_table(void)
+{
+    struct bs_config c;
+    bs_config_defaults(&c);
+    CHECK(!c.disable);
+    CHECK(c.log_level == BS_LOG_INFO);
+    CHECK(c.log_file[0] == 0);
+    CHECK(c.scan_limit == 32768);
+}
+
+static void bad_values_are_named_with_what_is_accepted(void)
+{
+    struct bs_config c;
+    char err[200];
+    bs_config_defaults(&c);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_LOG_LEVEL", "loud", err, sizeof(err)) == -EINVAL);
+    CHECK(strstr(err, "error, warn, info, debug") != NULL);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_DISABLE", "2", err, sizeof(err)) == -EINVAL);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_SCAN_LIMIT", "2M", err, sizeof(err)) == -EINVAL);
+    CHECK(strstr(err, "0 to 1M") != NULL);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_NOPE", "1", err, sizeof(err)) == -ENOENT);
+    CHECK(c.log_level == BS_LOG_INFO && !c.disable && c.scan_limit == 32768);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_DISABLE", "yes", err, sizeof(err)) == 0 && c.disable);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_LOG_LEVEL", "debug", err, sizeof(err)) == 0);
+    CHECK(c.log_level == BS_LOG_DEBUG);
+}
+
+static void load_counts_bad_values_from_the_environment(void)
+{
+    struct bs_config c;
+    bs_log_set_level(BS_LOG_ERROR);
+    bs_config_defaults(&c);
+    setenv("BLOCKSWAP_SCAN_LIMIT", "12 K", 1);
+    setenv("BLOCKSWAP_LOG_LEVEL", "warn", 1);
+    CHECK(bs_config_load(&c) == 1);
+    CHECK(c.scan_limit == 32768);
+    CHECK(c.log_level == BS_LOG_WARN);
+    setenv("BLOCKSWAP_SCAN_LIMIT", "12K", 1);
+    CHECK(bs_config_load(&c) == 0 && c.scan_limit == 12288);
+}
+
+int main(void)
+{
+    sizes_parse_with_1024_suffixes();
+    sizes_reject_anything_else();
+    defaults_come_from_the_table();
+    bad_values_are_named_with_what_is_accepted();
+    load_counts_bad_values_from_the_environment();
+    return 0;
+}
