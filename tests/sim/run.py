@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Runs a test program with and without libblockswap.so preloaded and checks what a
+user would: identical stdout, exit status, and the expected lines on stderr.
+
+usage: run.py --shim LIB [--compare] [--env K=V ...] [--expect-stderr RE ...]
+              [--forbid-stderr RE ...] [--report] -- PROGRAM [ARGS...]
+"""
+import argparse, json, os, re, subprocess, sys, tempfile
+
+
+def run(cmd, shim, env_extra, report):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if shim:
+        env["LD_PRELOAD"] = shim
+    env.update(env_extra)
+    rep = None
+    if report:
+        fd, rep = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
+        env["CUDASIM_REPORT"] = rep
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    data = None
+    if rep:
+        with open(rep) as f:
+            text = f.read()
+        os.unlink(rep)
+        data = json.loads(text) if text.strip() else None
+    return p, data
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shim", required=True)
+    ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--report", action="store_true", help="require a clean CUDASIM_REPORT")
+    ap.add_argument("--env", action="append", default=[])
+    ap.add_argument("--expect-stderr", action="append", default=[])
+    ap.add_argument("--forbid-stderr", action="append", default=[])
+    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    env_extra = dict(kv.split("=", 1) for kv in a.env)
+    ok = True
+
+    p, rep = run(cmd, a.shim, env_extra, a.report)
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    if p.returncode != 0:
+        print(f"FAIL: exit status {p.returncode} under blockswap", file=sys.stderr)
+        ok = False
+    for rx in a.expect_stderr:
+        if not re.search(rx, p.stderr, re.M):
+            print(f"FAIL: stderr lacks /{rx}/", file=sys.stderr)
+            ok = False
+    for rx in a.forbid_stderr + [r"^cudasim: error"]:
+        if re.search(rx, p.stderr, re.M):
+            print(f"FAIL: stderr has /{rx}/", file=sys.stderr)
+            ok = False
+    if a.report:
+        if not rep or rep.get("errors", 1) != 0:
+            print(f"FAIL: simulator report: {rep}", file=sys.stderr)
+            ok = False
+    if a.compare:
+        q, _ = run(cmd, None, env_extra, False)
+        if q.returncode != 0 or q.stdout != p.stdout:
+            print("FAIL: output differs without blockswap:\n" + q.stdout + q.stderr,
+                  file=sys.stderr)
+            ok = False
+        else:
+            print("identical output with and without blockswap")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
