@@ -201,6 +201,7 @@ enum bs_stat {
 void bs_stat_add(enum bs_stat s, int64_t v);
 int64_t bs_stat_get(enum bs_stat s);
 void bs_stats_reset(void);
+void bs_stats_log_summary(void);
 
 /* ---- config in force (interpose/table.c owns it) ---- */
 extern struct bs_config bs_cfg;

@@ -204,8 +204,9 @@ static void init_once(void)
             bs_log(BS_LOG_WARN, "the CUDA driver lacks cuFuncGetParamInfo (needs 12.4+): "
                    "kernel parameters given as kernelParams cannot be scanned");
         bs_log(BS_LOG_INFO, "blockswap %s active (pid %d, driver API %d.%d)",
-               "0.1.0", (int)getpid(), ver / 1000, ver % 1000 / 10);
+               BS_VERSION, (int)getpid(), ver / 1000, ver % 1000 / 10);
         __atomic_store_n(&bs_active_flag, 1, __ATOMIC_RELEASE);
+        atexit(bs_stats_log_summary);
     }
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }

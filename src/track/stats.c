@@ -45,3 +45,17 @@ uint64_t bs_hook_calls_total(enum bs_hook_id id)
 {
     return (uint64_t)bs_stat_get((enum bs_stat)(BS_STAT_COUNT + id));
 }
+
+/* One line at exit (info level): what the shim saw, so a user can tell it was there. */
+void bs_stats_log_summary(void)
+{
+    uint64_t count, bytes, peak;
+    bs_alloc_map_stats(&count, &bytes, &peak);
+    bs_log(BS_LOG_INFO, "exit: %lld allocations tracked (peak %.1f MiB, %llu still live), "
+           "%lld kernel launches (%lld unscanned), %lld pointer references, %lld graph launches",
+           (long long)bs_stat_get(BS_STAT_ALLOCS), peak / 1048576.0,
+           (unsigned long long)count, (long long)bs_stat_get(BS_STAT_LAUNCHES),
+           (long long)bs_stat_get(BS_STAT_LAUNCHES_UNSCANNED),
+           (long long)bs_stat_get(BS_STAT_LAUNCH_REFS),
+           (long long)bs_stat_get(BS_STAT_GRAPH_LAUNCHES));
+}
