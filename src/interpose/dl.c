@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Filled on first use; read by the assembly stubs below. */
@@ -118,19 +119,34 @@ static void *next_definition(const char *name)
     return q.found;
 }
 
+/* The stubs jump through these pointers unconditionally: if libc's functions
+ * could not be found, lookups fail (NULL) instead of jumping to address 0. */
+static void *dlsym_unavailable(void *handle, const char *name)
+{
+    bs_log_limited(1, BS_LOG_ERROR, "cannot find the C library's dlsym: dynamic symbol "
+                   "lookups return NULL; run without LD_PRELOAD=libblockswap.so");
+    return NULL;
+}
+
+static void *dlvsym_unavailable(void *handle, const char *name, const char *version)
+{
+    return dlsym_unavailable(handle, name);
+}
+
 static void resolve_libc(void)
 {
-    if (!__atomic_load_n(&bs_libc_dlsym, __ATOMIC_ACQUIRE))
-        __atomic_store_n(&bs_libc_dlsym, next_definition("dlsym"), __ATOMIC_RELEASE);
-    if (!__atomic_load_n(&bs_libc_dlvsym, __ATOMIC_ACQUIRE))
-        __atomic_store_n(&bs_libc_dlvsym, next_definition("dlvsym"), __ATOMIC_RELEASE);
+    if (BS_LIKELY(__atomic_load_n(&bs_libc_dlvsym, __ATOMIC_ACQUIRE)))
+        return;
+    void *s = next_definition("dlsym"), *v = next_definition("dlvsym");
+    __atomic_store_n(&bs_libc_dlsym, s ? s : (void *)dlsym_unavailable, __ATOMIC_RELEASE);
+    __atomic_store_n(&bs_libc_dlvsym, v ? v : (void *)dlvsym_unavailable, __ATOMIC_RELEASE);
 }
 
 void *bs_real_dlsym(void *handle, const char *name)
 {
     resolve_libc();
     void *(*fn)(void *, const char *) = (void *(*)(void *, const char *))bs_libc_dlsym;
-    return fn ? fn(handle, name) : NULL;
+    return fn(handle, name);
 }
 
 void *bs_real_dlvsym(void *handle, const char *name, const char *version)
@@ -138,7 +154,7 @@ void *bs_real_dlvsym(void *handle, const char *name, const char *version)
     resolve_libc();
     void *(*fn)(void *, const char *, const char *) =
         (void *(*)(void *, const char *, const char *))bs_libc_dlvsym;
-    return fn ? fn(handle, name, version) : NULL;
+    return fn(handle, name, version);
 }
 
 /* Only BLOCKSWAP_DISABLE is read here: dlsym may run under the loader lock, so
