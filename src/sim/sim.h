@@ -127,6 +127,7 @@ enum sim_engine_id { SIM_ENG_COMPUTE, SIM_ENG_H2D, SIM_ENG_D2H, SIM_ENG_COUNT, S
 
 struct sim_range;
 struct sim_resv;
+struct sim_pool;
 
 struct cudasim_state {
     pthread_mutex_t lock;
@@ -146,6 +147,8 @@ struct cudasim_state {
     size_t nresv, capresv;
     uint64_t device_bytes, peak_device_bytes;
     uint64_t pinned_bytes, peak_pinned_bytes;
+    uint64_t next_buffer_id;
+    struct sim_pool *default_pool, *current_pool;
 
     /* timeline.c */
     uint64_t host_ns;
@@ -160,7 +163,7 @@ struct cudasim_state {
     uint64_t errors, races, in_use_frees, history_dropped;
     bool illegal_address;
     bool has_first_error;
-    char first_error[512];
+    char first_error[1024];
     unsigned printed_errors;
 };
 
@@ -214,7 +217,15 @@ enum sim_range_kind {
 
 struct sim_acc;
 struct sim_phys;
-struct sim_pool;
+
+/* A memory pool: minimal, memory goes back to the system on free, so pool memory
+ * counts against capacity exactly while allocated. */
+struct sim_pool {
+    uint32_t magic;
+    uint64_t used, peak;
+    uint64_t threshold;
+    CUmemPoolProps props;
+};
 
 struct sim_range {
     uintptr_t start, end;
@@ -226,6 +237,7 @@ struct sim_range {
     size_t phys_offset;
     struct sim_pool *pool;  /* ASYNC */
     unsigned host_flags;
+    uint64_t id;            /* CU_POINTER_ATTRIBUTE_BUFFER_ID */
     /* race.c: recent accesses */
     struct sim_acc *hist;
     uint32_t nhist, caphist;
@@ -288,7 +300,6 @@ CUresult cudasim_vmm_get_access(unsigned long long *flags, const CUmemLocation *
                                 CUdeviceptr ptr);
 CUresult cudasim_vmm_retain_handle(CUmemGenericAllocationHandle *handle, void *addr);
 CUresult cudasim_vmm_get_props(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handle);
-void cudasim_memory_reset(void);
 
 /* ---- race.c: access histories, races, frees of memory still in use ------------ */
 
