@@ -28,14 +28,21 @@ static inline CUcontext st_setup(void)
     return ctx;
 }
 
+/* Looked up once per name: after a fault every driver call fails, lookups too. */
 static inline CUfunction st_kernel(const char *name)
 {
     static CUmodule mod;
-    CUfunction f;
+    static struct { const char *name; CUfunction f; } cache[16];
+    int i = 0;
+    for (; i < 16 && cache[i].name; i++)
+        if (strcmp(cache[i].name, name) == 0)
+            return cache[i].f;
+    CHECK(i < 16);
     if (!mod)
         CHECK_CU(cuModuleLoadData(&mod, bs_kernels_ptx));
-    CHECK_CU(cuModuleGetFunction(&f, mod, name));
-    return f;
+    CHECK_CU(cuModuleGetFunction(&cache[i].f, mod, name));
+    cache[i].name = name;
+    return cache[i].f;
 }
 
 /* Launches with kernelParams built from the argument pointers given. */
