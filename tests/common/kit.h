@@ -9,6 +9,8 @@
 #include "cutest.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 struct kit {
