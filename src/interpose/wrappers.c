@@ -65,12 +65,30 @@ static void track_alloc(CUresult r, const CUdeviceptr *dptr, size_t size, int ap
         bs_stat_add(BS_STAT_ALLOCS, 1);
 }
 
-static void track_free(CUresult r, CUdeviceptr ptr)
+/* A free forgets the record before the driver gets the address back: once it
+ * has, another thread's allocation may return the same address. A failed free
+ * puts the record back. */
+struct untracked {
+    bool had;
+    struct bs_alloc_rec rec;
+};
+
+static struct untracked untrack(CUdeviceptr ptr)
 {
-    if (r != CUDA_SUCCESS || !ptr || !tracking())
+    struct untracked u = { false, { 0 } };
+    if (ptr && tracking())
+        u.had = bs_alloc_map_remove(ptr, &u.rec) == 0;
+    return u;
+}
+
+static void untrack_done(CUresult r, const struct untracked *u)
+{
+    if (!u->had)
         return;
-    if (bs_alloc_map_remove(ptr, NULL) == 0)
+    if (r == CUDA_SUCCESS)
         bs_stat_add(BS_STAT_FREES, 1);
+    else
+        bs_alloc_map_insert(&u->rec);
 }
 
 CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr *dptr, size_t size)
@@ -128,24 +146,27 @@ CUresult CUDAAPI cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t size,
 CUresult CUDAAPI cuMemFree_v2(CUdeviceptr ptr)
 {
     HOOK_BEGIN(cuMemFree_v2);
+    struct untracked u = untrack(ptr);
     CUresult r = real(ptr);
-    track_free(r, ptr);
+    untrack_done(r, &u);
     return r;
 }
 
 CUresult CUDAAPI cuMemFreeAsync(CUdeviceptr ptr, CUstream s)
 {
     HOOK_BEGIN(cuMemFreeAsync);
+    struct untracked u = untrack(ptr);
     CUresult r = real(ptr, s);
-    track_free(r, ptr);
+    untrack_done(r, &u);
     return r;
 }
 
 CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr ptr, CUstream s)
 {
     HOOK_BEGIN(cuMemFreeAsync_ptsz);
+    struct untracked u = untrack(ptr);
     CUresult r = real(ptr, s);
-    track_free(r, ptr);
+    untrack_done(r, &u);
     return r;
 }
 
@@ -180,11 +201,12 @@ CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size)
 {
     HOOK_BEGIN(cuMemUnmap);
-    CUresult r = real(ptr, size);
-    if (r == CUDA_SUCCESS && tracking())
+    /* Forget first, as for frees; an unmap that fails leaves a mapping we no
+     * longer follow, which only costs tracking, never correctness here. */
+    if (tracking())
         bs_stat_add(BS_STAT_VMM_MAPPED,
                     -(int64_t)bs_alloc_map_remove_range(ptr, size, BLOCKSWAP_API_VMM_MAP));
-    return r;
+    return real(ptr, size);
 }
 
 /* ---- launches ---- */
