@@ -400,6 +400,9 @@ static CUresult module_scan(const char *img, size_t len, bool binary, CUmodule *
     return CUDA_SUCCESS;
 }
 
+/* Headers claiming more than this are corrupt rather than large. */
+#define IMAGE_MAX ((size_t)1 << 30)
+
 /* Length of an in-memory image: PTX is NUL-terminated text; fatbins and ELF cubins
  * carry their size in their headers. */
 static bool image_len(const unsigned char *img, size_t *len, bool *binary)
@@ -413,7 +416,7 @@ static bool image_len(const unsigned char *img, size_t *len, bool *binary)
         memcpy(&fs, img + 8, 8);
         *len = hs + fs;
         *binary = true;
-        return true;
+        return fs < IMAGE_MAX;
     }
     if (img[0] == 0x7f && img[1] == 'E' && img[2] == 'L' && img[3] == 'F' && img[4] == 2) {
         uint64_t shoff;
@@ -423,7 +426,7 @@ static bool image_len(const unsigned char *img, size_t *len, bool *binary)
         memcpy(&shnum, img + 0x3c, 2);
         *len = shoff + (uint64_t)shentsize * shnum;
         *binary = true;
-        return true;
+        return shoff < IMAGE_MAX && *len > 0x40;
     }
     *len = strlen((const char *)img);
     *binary = false;

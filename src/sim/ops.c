@@ -336,6 +336,8 @@ CUresult cudasim_copy_2d(const char *api, const CUDA_MEMCPY2D *p, CUstream hs, b
         return r;
     if (p->WidthInBytes == 0 || p->Height == 0)
         return CUDA_SUCCESS;
+    if (!s || !d)
+        return CUDA_ERROR_INVALID_VALUE;
     if (p->Height > 1 && (p->srcPitch < p->WidthInBytes || p->dstPitch < p->WidthInBytes))
         return CUDA_ERROR_INVALID_VALUE;
     op.u.copy = (struct sim_copy){
@@ -359,6 +361,8 @@ CUresult cudasim_copy_3d(const char *api, const CUDA_MEMCPY3D *p, CUstream hs, b
         return r;
     if (p->WidthInBytes == 0 || p->Height == 0 || p->Depth == 0)
         return CUDA_SUCCESS;
+    if (!s || !d)
+        return CUDA_ERROR_INVALID_VALUE;
     if ((p->Height > 1 || p->Depth > 1) && (p->srcPitch < p->WidthInBytes || p->dstPitch < p->WidthInBytes))
         return CUDA_ERROR_INVALID_VALUE;
     if (p->Depth > 1 && (p->srcHeight < p->Height || p->dstHeight < p->Height))
