@@ -120,7 +120,7 @@ CUresult cudasim_init(unsigned flags)
     ctx_setup(&G.primary, true, 0);
     G.initialized = true;
     cudasim_report_register();
-    cudasim_verbose("initialised: vram %llu bytes, pcie %.3g GB/s, hbm %.3g GB/s",
+    cudasim_verbose("initialised: vram %llu bytes, pcie %g GB/s, hbm %g GB/s",
                     (unsigned long long)G.cfg.vram_bytes, G.cfg.pcie_gbps, G.cfg.hbm_gbps);
     return CUDA_SUCCESS;
 }
