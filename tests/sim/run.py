@@ -2,8 +2,13 @@
 """Runs a test program with and without libblockswap.so preloaded and checks what a
 user would: identical stdout, exit status, and the expected lines on stderr.
 
-usage: run.py --shim LIB [--compare] [--env K=V ...] [--expect-stderr RE ...]
-              [--forbid-stderr RE ...] [--report] -- PROGRAM [ARGS...]
+usage: run.py --shim LIB [--compare] [--env K=V ...] [--shim-env K=V ...]
+              [--expect-stderr RE ...] [--forbid-stderr RE ...] [--report]
+              [--max-peak BYTES] -- PROGRAM [ARGS...]
+
+--env applies to both runs, --shim-env only to the run under blockswap (for example a
+BLOCKSWAP_VRAM_LIMIT or a CUDASIM_VRAM that the plain run would not fit in).
+--max-peak fails when the simulator's peak_device_bytes under blockswap exceeds BYTES.
 """
 import argparse, json, os, re, subprocess, sys, tempfile
 
@@ -35,15 +40,18 @@ def main():
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--report", action="store_true", help="require a clean CUDASIM_REPORT")
     ap.add_argument("--env", action="append", default=[])
+    ap.add_argument("--shim-env", action="append", default=[])
+    ap.add_argument("--max-peak", type=int)
     ap.add_argument("--expect-stderr", action="append", default=[])
     ap.add_argument("--forbid-stderr", action="append", default=[])
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     env_extra = dict(kv.split("=", 1) for kv in a.env)
+    shim_env = dict(env_extra, **dict(kv.split("=", 1) for kv in a.shim_env))
     ok = True
 
-    p, rep = run(cmd, a.shim, env_extra, a.report)
+    p, rep = run(cmd, a.shim, shim_env, a.report or a.max_peak is not None)
     sys.stdout.write(p.stdout)
     sys.stderr.write(p.stderr)
     if p.returncode != 0:
@@ -61,6 +69,13 @@ def main():
         if not rep or rep.get("errors", 1) != 0:
             print(f"FAIL: simulator report: {rep}", file=sys.stderr)
             ok = False
+    if a.max_peak is not None:
+        peak = rep.get("peak_device_bytes") if rep else None
+        if peak is None or peak > a.max_peak:
+            print(f"FAIL: peak_device_bytes {peak} exceeds {a.max_peak}", file=sys.stderr)
+            ok = False
+        else:
+            print(f"peak_device_bytes {peak} <= {a.max_peak}")
     if a.compare:
         q, _ = run(cmd, None, env_extra, False)
         if q.returncode != 0 or q.stdout != p.stdout:
