@@ -53,10 +53,26 @@ struct blockswap_stats {
     uint64_t launch_refs;        /* allocation references found in launch parameters */
     uint64_t graph_launches;     /* cuGraphLaunch calls (not scanned: see docs) */
     uint64_t tensor_maps;        /* cuTensorMapEncode* descriptors recorded */
+    /* Paging (managed allocations: at least BLOCKSWAP_MIN_BYTES). */
+    uint64_t managed_allocations; /* live managed allocations */
+    uint64_t managed_bytes;       /* their bytes as requested */
+    uint64_t resident_bytes;      /* VRAM mapped behind them now (2 MiB pages) */
+    uint64_t unmanaged_bytes;     /* VRAM of the other allocations and mappings */
+    uint64_t host_backing_bytes;  /* pinned host memory holding evicted contents */
+    uint64_t vram_limit;          /* the limit in force, 0 before the first managed allocation */
+    uint64_t page_ins;            /* allocations made resident */
+    uint64_t page_in_bytes;       /* bytes copied to the device for them */
+    uint64_t evictions;           /* allocations whose VRAM was released */
+    uint64_t writeback_bytes;     /* bytes copied back to host backing on eviction */
+    uint64_t oom_refusals;        /* calls refused with CUDA_ERROR_OUT_OF_MEMORY */
 };
 
 /* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */
 int blockswap_get_stats(struct blockswap_stats *out);
+
+/* Whether the managed allocation containing addr has VRAM now: 1 yes, 0 no,
+ * -ENOENT when addr is not in a managed allocation. */
+int blockswap_is_resident(uint64_t addr);
 
 /* Calls that reached the shim through the named hooked entry point, e.g.
  * "cuMemAlloc_v2" or "cuLaunchKernel_ptsz". Returns -1 when name is not hooked. */

@@ -42,6 +42,12 @@ BS_API int blockswap_get_stats(struct blockswap_stats *out)
     out->launch_refs = (uint64_t)bs_stat_get(BS_STAT_LAUNCH_REFS);
     out->graph_launches = (uint64_t)bs_stat_get(BS_STAT_GRAPH_LAUNCHES);
     out->tensor_maps = (uint64_t)bs_stat_get(BS_STAT_TENSOR_MAPS);
+    out->page_ins = (uint64_t)bs_stat_get(BS_STAT_PAGE_INS);
+    out->page_in_bytes = (uint64_t)bs_stat_get(BS_STAT_PAGE_IN_BYTES);
+    out->evictions = (uint64_t)bs_stat_get(BS_STAT_EVICTIONS);
+    out->writeback_bytes = (uint64_t)bs_stat_get(BS_STAT_WRITEBACK_BYTES);
+    out->oom_refusals = (uint64_t)bs_stat_get(BS_STAT_OOM_REFUSALS);
+    bs_page_stats(out);
     return 0;
 }
 
@@ -56,4 +62,9 @@ BS_API int blockswap_last_launch(uint64_t *bases, int max)
     if (max < 0 || (max > 0 && !bases))
         return -EINVAL;
     return bs_launch_last(bases, max);
+}
+
+BS_API int blockswap_is_resident(uint64_t addr)
+{
+    return bs_page_is_resident(addr);
 }

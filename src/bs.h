@@ -46,8 +46,14 @@ int bs_log_open(const char *path);
 void bs_log_reset_after_fork(void);
 
 /* ---- config.c: the BLOCKSWAP_* table, strict parsing ---- */
+#define BS_SIZE_AUTO UINT64_MAX
+
 struct bs_config {
     bool disable;                 /* BLOCKSWAP_DISABLE */
+    uint64_t min_bytes;           /* BLOCKSWAP_MIN_BYTES: smallest managed allocation */
+    uint64_t vram_limit;          /* BLOCKSWAP_VRAM_LIMIT, or BS_SIZE_AUTO */
+    uint64_t reserve;             /* BLOCKSWAP_RESERVE */
+    uint64_t host_limit;          /* BLOCKSWAP_HOST_LIMIT, or BS_SIZE_AUTO */
     enum bs_log_level log_level;  /* BLOCKSWAP_LOG_LEVEL */
     char log_file[256];           /* BLOCKSWAP_LOG_FILE, "" = stderr */
     uint64_t scan_limit;          /* BLOCKSWAP_SCAN_LIMIT: parameter bytes scanned per launch */
@@ -88,10 +94,32 @@ struct bs_real_table {
 extern struct bs_real_table bs_real;
 
 /* Driver functions the shim calls for itself and never hooks. */
+#define BS_DRIVER_FUNCTIONS(X)                                                 \
+    X(cuFuncGetParamInfo, PFN_cuFuncGetParamInfo_v12040)                       \
+    X(cuGetErrorName, PFN_cuGetErrorName_v6000)                                \
+    X(cuDriverGetVersion, PFN_cuDriverGetVersion_v2020)                        \
+    X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000)                              \
+    X(cuCtxGetDevice, PFN_cuCtxGetDevice_v2000)                                \
+    X(cuCtxSynchronize, PFN_cuCtxSynchronize_v2000)                            \
+    X(cuMemGetAllocationGranularity, PFN_cuMemGetAllocationGranularity_v10020) \
+    X(cuMemAddressReserve, PFN_cuMemAddressReserve_v10020)                     \
+    X(cuMemAddressFree, PFN_cuMemAddressFree_v10020)                           \
+    X(cuMemSetAccess, PFN_cuMemSetAccess_v10020)                               \
+    X(cuMemHostAlloc, PFN_cuMemHostAlloc_v2020)                                \
+    X(cuMemFreeHost, PFN_cuMemFreeHost_v2000)                                  \
+    X(cuStreamCreate, PFN_cuStreamCreate_v2000)                                \
+    X(cuEventCreate, PFN_cuEventCreate_v2000)                                  \
+    X(cuEventDestroy_v2, PFN_cuEventDestroy_v4000)                             \
+    X(cuEventRecord, PFN_cuEventRecord_v2000)                                  \
+    X(cuEventQuery, PFN_cuEventQuery_v2000)                                    \
+    X(cuEventSynchronize, PFN_cuEventSynchronize_v2000)                        \
+    X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020)                          \
+    X(cuPointerGetAttribute, PFN_cuPointerGetAttribute_v4000)
+
 struct bs_driver_table {
-    PFN_cuFuncGetParamInfo_v12040 cuFuncGetParamInfo;
-    PFN_cuGetErrorName_v6000 cuGetErrorName;
-    PFN_cuDriverGetVersion_v2020 cuDriverGetVersion;
+#define BS_DRV_FIELD(name, pfn) pfn name;
+    BS_DRIVER_FUNCTIONS(BS_DRV_FIELD)
+#undef BS_DRV_FIELD
 };
 extern struct bs_driver_table bs_drv;
 
@@ -144,6 +172,7 @@ struct bs_alloc_rec {
     uint64_t base, size;
     uint64_t stream;
     int api; /* enum blockswap_alloc_api */
+    bool managed; /* served by page/: its VRAM comes and goes */
 };
 
 int bs_alloc_map_insert(const struct bs_alloc_rec *rec);
@@ -177,8 +206,8 @@ int bs_launch_scan(CUfunction f, void **kernel_params, void **extra,
 /* Scans `len` bytes of packed parameters at p (pointer-aligned words). */
 void bs_scan_bytes(const unsigned char *p, size_t len, struct bs_launch_set *set);
 /* Called by every launch wrapper before the real launch. */
-void bs_launch_observe(CUfunction f, CUstream stream, void **kernel_params,
-                       void **extra);
+const struct bs_launch_set *bs_launch_observe(CUfunction f, void **kernel_params,
+                                             void **extra);
 void bs_launch_forget_functions(void);
 int bs_launch_last(uint64_t *bases, int max);
 void bs_tensormap_record(const CUtensorMap *map, const void *global_address);
@@ -196,12 +225,43 @@ enum bs_stat {
     BS_STAT_GRAPH_LAUNCHES,
     BS_STAT_TENSOR_MAPS,
     BS_STAT_VMM_MAPPED,
+    BS_STAT_PAGE_INS,
+    BS_STAT_PAGE_IN_BYTES,
+    BS_STAT_EVICTIONS,
+    BS_STAT_WRITEBACK_BYTES,
+    BS_STAT_HOST_WRITES,
+    BS_STAT_OOM_REFUSALS,
     BS_STAT_COUNT
 };
 void bs_stat_add(enum bs_stat s, int64_t v);
 int64_t bs_stat_get(enum bs_stat s);
 void bs_stats_reset(void);
 void bs_stats_log_summary(void);
+
+/* ---- page/page.c: residency of managed allocations ---- */
+struct blockswap_stats;
+#define BS_PAGE_PTSZ 1u           /* a _ptsz/_ptds entry point: stream 0 is per-thread */
+#define BS_PAGE_STREAM_ORDERED 4u /* a stream-ordered free */
+/* Returned by bs_page_htod/dtoh/free when the shim has nothing to do: call the driver. */
+#define BS_PAGE_NOT_HANDLED ((CUresult)0x7ffffff0)
+
+bool bs_page_managed_any(void);
+CUresult bs_page_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s);
+CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags);
+/* Makes the managed allocations containing addrs resident for work on stream s;
+ * bit i of write_mask says the work may write addrs[i] (entries past 63 count as
+ * written). On CUDA_SUCCESS the page lock is held: issue the work, then bs_page_end(). */
+CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstream s,
+                       unsigned flags);
+void bs_page_end(void);
+CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsigned flags);
+CUresult bs_page_dtoh(void *dst, uint64_t src, size_t n, CUstream s, unsigned flags);
+CUresult bs_page_charge(uint64_t bytes, const char *what);
+void bs_page_uncharge(uint64_t bytes);
+void bs_page_capture(CUstream s, unsigned flags, bool on);
+int bs_page_is_resident(uint64_t addr);
+void bs_page_stats(struct blockswap_stats *st);
+void bs_page_reset(void);
 
 /* ---- config in force (interpose/table.c owns it) ---- */
 extern struct bs_config bs_cfg;

@@ -11,7 +11,7 @@
 
 extern char **environ;
 
-enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE };
+enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO };
 
 struct opt {
     const char *name;
@@ -27,6 +27,18 @@ struct opt {
 static const struct opt opts[] = {
     { "BLOCKSWAP_DISABLE", OPT_BOOL, OFF(disable), "0", 0, 0,
       "1 makes blockswap pure pass-through: every CUDA call goes straight to the driver." },
+    { "BLOCKSWAP_VRAM_LIMIT", OPT_SIZE_AUTO, OFF(vram_limit), "auto", 2ull << 20, 1ull << 50,
+      "VRAM the process may use, managed and unmanaged together; auto: the device's free "
+      "memory when blockswap starts, minus BLOCKSWAP_RESERVE." },
+    { "BLOCKSWAP_RESERVE", OPT_SIZE, OFF(reserve), "512M", 0, 1ull << 50,
+      "With BLOCKSWAP_VRAM_LIMIT=auto, VRAM left for what blockswap cannot see (cuBLAS and "
+      "cuDNN workspaces taken later, the driver, other processes)." },
+    { "BLOCKSWAP_MIN_BYTES", OPT_SIZE, OFF(min_bytes), "2M", 0, 1ull << 50,
+      "Device allocations at least this large are managed (paged); smaller ones stay put. "
+      "VRAM is mapped in 2 MiB pages, so smaller managed allocations would waste it." },
+    { "BLOCKSWAP_HOST_LIMIT", OPT_SIZE_AUTO, OFF(host_limit), "auto", 0, 1ull << 50,
+      "Pinned host memory for evicted contents; auto: physical RAM minus 4 GiB (half of it "
+      "below 8 GiB)." },
     { "BLOCKSWAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info", 0, 0,
       "How much blockswap logs: error, warn, info or debug." },
     { "BLOCKSWAP_LOG_FILE", OPT_PATH, OFF(log_file), "", 0, 0,
@@ -44,6 +56,7 @@ static const char *type_name(enum opt_type t)
     case OPT_LEVEL: return "level";
     case OPT_PATH: return "path";
     case OPT_SIZE: return "size";
+    case OPT_SIZE_AUTO: return "size or auto";
     }
     return "?";
 }
@@ -127,14 +140,21 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
         memcpy(field, value, n + 1);
         return 0;
     }
+    case OPT_SIZE_AUTO:
+        if (strcmp(value, "auto") == 0) {
+            *(uint64_t *)field = BS_SIZE_AUTO;
+            return 0;
+        }
+        /* fall through */
     case OPT_SIZE: {
         uint64_t v;
         char lo[32], hi[32];
         format_size(o->min, lo, sizeof(lo));
         format_size(o->max, hi, sizeof(hi));
         if (bs_parse_size(value, &v) < 0 || v < o->min || v > o->max) {
-            snprintf(err, errlen, "accepted: a size from %s to %s bytes, digits with an "
-                     "optional K, M, G or T suffix (powers of 1024)", lo, hi);
+            snprintf(err, errlen, "accepted: %sa size from %s to %s bytes, digits with an "
+                     "optional K, M, G or T suffix (powers of 1024)",
+                     o->type == OPT_SIZE_AUTO ? "auto or " : "", lo, hi);
             return -EINVAL;
         }
         *(uint64_t *)field = v;
@@ -195,7 +215,7 @@ void bs_config_print_help(int fd)
     for (unsigned i = 0; i < BS_ARRAY_SIZE(opts); i++) {
         const struct opt *o = &opts[i];
         char range[80] = "";
-        if (o->type == OPT_SIZE) {
+        if (o->type == OPT_SIZE || o->type == OPT_SIZE_AUTO) {
             char lo[32], hi[32];
             format_size(o->min, lo, sizeof(lo));
             format_size(o->max, hi, sizeof(hi));

@@ -171,6 +171,7 @@ static void atfork_child(void)
     bs_launch_reset();
     bs_stats_reset();
     bs_log_reset_after_fork();
+    bs_page_reset();
 }
 
 static void init_once(void)
@@ -183,9 +184,9 @@ static void init_once(void)
 
     void *h = open_libcuda();
     if (h) {
-        bs_drv.cuFuncGetParamInfo = (PFN_cuFuncGetParamInfo_v12040)bs_real_dlsym(h, "cuFuncGetParamInfo");
-        bs_drv.cuGetErrorName = (PFN_cuGetErrorName_v6000)bs_real_dlsym(h, "cuGetErrorName");
-        bs_drv.cuDriverGetVersion = (PFN_cuDriverGetVersion_v2020)bs_real_dlsym(h, "cuDriverGetVersion");
+#define BS_DRV_RESOLVE(name, pfn) bs_drv.name = (pfn)bs_real_dlsym(h, #name);
+        BS_DRIVER_FUNCTIONS(BS_DRV_RESOLVE)
+#undef BS_DRV_RESOLVE
         for (int i = 0; i < BS_HOOK_COUNT; i++)
             bs_real_resolve((enum bs_hook_id)i);
     }

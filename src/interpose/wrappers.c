@@ -2,31 +2,10 @@
  * forward: count, call the real driver, and report what happened to track/.
  * Nothing here decides policy; pass-through is checked first. */
 #define _GNU_SOURCE
-#include "bs.h"
+#include "interpose/hook.h"
 #include "blockswap.h"
 
 #include <string.h>
-
-#define BS_HOOK(name, pfn) typedef __typeof__(*(pfn)0) bs_fn_##name; BS_EXPORT bs_fn_##name name;
-#define BS_PASS(name, pfn, params, args)
-#include "interpose/hooks.def"
-#undef BS_HOOK
-#undef BS_PASS
-
-/* Opens a hook: counts the call, fetches the real function into `real`, and
- * returns what the driver would when the function is missing. */
-#define HOOK_BEGIN(name)                                                       \
-    bs_count_call(BS_ID_##name);                                               \
-    __typeof__(bs_real.name) real = BS_REAL(name);                             \
-    if (BS_UNLIKELY(!real))                                                    \
-        return bs_missing(BS_ID_##name)
-
-/* True when this call should be tracked: the shim is active and this is not
- * the driver re-entering an exported symbol on our own behalf. */
-static inline bool tracking(void)
-{
-    return bs_active() && !bs_in_hook;
-}
 
 /* ---- lookup ---- */
 
@@ -53,11 +32,36 @@ CUresult CUDAAPI cuGetProcAddress_v2(const char *symbol, void **pfn, int version
 
 /* ---- allocations ---- */
 
+/* Large device allocations are managed by page/; the rest are charged against the
+ * VRAM limit before the driver is asked, and tracked. */
+static bool manage(const CUdeviceptr *dptr, size_t size)
+{
+    /* tracking() first: it runs initialisation, which reads the configuration. */
+    return dptr && size && tracking() && size >= bs_cfg.min_bytes;
+}
+
+static CUresult managed_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)
+{
+    CUresult r = bs_page_alloc(dptr, size, api, s);
+    if (r == CUDA_SUCCESS)
+        bs_stat_add(BS_STAT_ALLOCS, 1);
+    return r;
+}
+
+static CUresult charge(size_t size)
+{
+    return tracking() ? bs_page_charge(size, "an unmanaged allocation") : CUDA_SUCCESS;
+}
+
 static void track_alloc(CUresult r, const CUdeviceptr *dptr, size_t size, int api,
                         CUstream stream)
 {
-    if (r != CUDA_SUCCESS || !dptr || !*dptr || !tracking())
+    if (!tracking())
         return;
+    if (r != CUDA_SUCCESS || !dptr || !*dptr) {
+        bs_page_uncharge(size);
+        return;
+    }
     struct bs_alloc_rec rec = {
         .base = *dptr, .size = size, .stream = (uint64_t)(uintptr_t)stream, .api = api,
     };
@@ -85,26 +89,71 @@ static void untrack_done(CUresult r, const struct untracked *u)
 {
     if (!u->had)
         return;
-    if (r == CUDA_SUCCESS)
+    if (r == CUDA_SUCCESS) {
         bs_stat_add(BS_STAT_FREES, 1);
-    else
+        bs_page_uncharge(u->rec.size);
+    } else {
         bs_alloc_map_insert(&u->rec);
+    }
 }
+
+/* Managed frees are done by page/ (after the work that used the memory); other
+ * pointers, including ones never allocated, go to the driver for its verdict. */
+#define FREE_BODY(call, s, flags)                                              \
+    do {                                                                       \
+        if (tracking()) {                                                      \
+            CUresult pr_ = bs_page_free(ptr, s, flags);                        \
+            if (pr_ != BS_PAGE_NOT_HANDLED) {                                  \
+                if (pr_ == CUDA_SUCCESS)                                       \
+                    bs_stat_add(BS_STAT_FREES, 1);                             \
+                return pr_;                                                    \
+            }                                                                  \
+        }                                                                      \
+        struct untracked u_ = untrack(ptr);                                    \
+        CUresult r_ = (call);                                                  \
+        untrack_done(r_, &u_);                                                 \
+        return r_;                                                             \
+    } while (0)
+
+#define ALLOC_BODY(call, size, api, s)                                         \
+    do {                                                                       \
+        if (manage(dptr, size))                                                \
+            return managed_alloc(dptr, size, api, s);                          \
+        CUresult r_ = charge(size);                                            \
+        if (r_ != CUDA_SUCCESS)                                                \
+            return r_;                                                         \
+        r_ = (call);                                                           \
+        track_alloc(r_, dptr, size, api, s);                                   \
+        return r_;                                                             \
+    } while (0)
 
 CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr *dptr, size_t size)
 {
     HOOK_BEGIN(cuMemAlloc_v2);
-    CUresult r = real(dptr, size);
-    track_alloc(r, dptr, size, BLOCKSWAP_API_MEM_ALLOC, NULL);
-    return r;
+    ALLOC_BODY(real(dptr, size), size, BLOCKSWAP_API_MEM_ALLOC, NULL);
 }
 
 CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width,
                                     size_t height, unsigned int elem)
 {
     HOOK_BEGIN(cuMemAllocPitch_v2);
-    CUresult r = real(dptr, pitch, width, height, elem);
-    if (r == CUDA_SUCCESS && pitch)
+    /* The pitch the driver would choose for 2D copies: rows aligned to 512 bytes. */
+    size_t p = (width + 511) / 512 * 512;
+    if (pitch && width && height && (elem == 4 || elem == 8 || elem == 16) &&
+        manage(dptr, p * height)) {
+        CUresult r = managed_alloc(dptr, p * height, BLOCKSWAP_API_MEM_ALLOC_PITCH, NULL);
+        if (r == CUDA_SUCCESS)
+            *pitch = p;
+        return r;
+    }
+    /* The real pitch is known only after the call: charge the smallest it can be. */
+    CUresult r = charge(width * height);
+    if (r != CUDA_SUCCESS)
+        return r;
+    r = real(dptr, pitch, width, height, elem);
+    if (tracking())
+        bs_page_uncharge(width * height);
+    if (r == CUDA_SUCCESS && pitch && charge(*pitch * height) == CUDA_SUCCESS)
         track_alloc(r, dptr, *pitch * height, BLOCKSWAP_API_MEM_ALLOC_PITCH, NULL);
     return r;
 }
@@ -112,62 +161,45 @@ CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t wid
 CUresult CUDAAPI cuMemAllocAsync(CUdeviceptr *dptr, size_t size, CUstream s)
 {
     HOOK_BEGIN(cuMemAllocAsync);
-    CUresult r = real(dptr, size, s);
-    track_alloc(r, dptr, size, BLOCKSWAP_API_MEM_ALLOC_ASYNC, s);
-    return r;
+    ALLOC_BODY(real(dptr, size, s), size, BLOCKSWAP_API_MEM_ALLOC_ASYNC, s);
 }
 
 CUresult CUDAAPI cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t size, CUstream s)
 {
     HOOK_BEGIN(cuMemAllocAsync_ptsz);
-    CUresult r = real(dptr, size, s);
-    track_alloc(r, dptr, size, BLOCKSWAP_API_MEM_ALLOC_ASYNC, s);
-    return r;
+    ALLOC_BODY(real(dptr, size, s), size, BLOCKSWAP_API_MEM_ALLOC_ASYNC, s);
 }
 
 CUresult CUDAAPI cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t size,
                                          CUmemoryPool pool, CUstream s)
 {
     HOOK_BEGIN(cuMemAllocFromPoolAsync);
-    CUresult r = real(dptr, size, pool, s);
-    track_alloc(r, dptr, size, BLOCKSWAP_API_MEM_ALLOC_POOL, s);
-    return r;
+    ALLOC_BODY(real(dptr, size, pool, s), size, BLOCKSWAP_API_MEM_ALLOC_POOL, s);
 }
 
 CUresult CUDAAPI cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t size,
                                               CUmemoryPool pool, CUstream s)
 {
     HOOK_BEGIN(cuMemAllocFromPoolAsync_ptsz);
-    CUresult r = real(dptr, size, pool, s);
-    track_alloc(r, dptr, size, BLOCKSWAP_API_MEM_ALLOC_POOL, s);
-    return r;
+    ALLOC_BODY(real(dptr, size, pool, s), size, BLOCKSWAP_API_MEM_ALLOC_POOL, s);
 }
 
 CUresult CUDAAPI cuMemFree_v2(CUdeviceptr ptr)
 {
     HOOK_BEGIN(cuMemFree_v2);
-    struct untracked u = untrack(ptr);
-    CUresult r = real(ptr);
-    untrack_done(r, &u);
-    return r;
+    FREE_BODY(real(ptr), NULL, 0);
 }
 
 CUresult CUDAAPI cuMemFreeAsync(CUdeviceptr ptr, CUstream s)
 {
     HOOK_BEGIN(cuMemFreeAsync);
-    struct untracked u = untrack(ptr);
-    CUresult r = real(ptr, s);
-    untrack_done(r, &u);
-    return r;
+    FREE_BODY(real(ptr, s), s, BS_PAGE_STREAM_ORDERED);
 }
 
 CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr ptr, CUstream s)
 {
     HOOK_BEGIN(cuMemFreeAsync_ptsz);
-    struct untracked u = untrack(ptr);
-    CUresult r = real(ptr, s);
-    untrack_done(r, &u);
-    return r;
+    FREE_BODY(real(ptr, s), s, BS_PAGE_STREAM_ORDERED | BS_PAGE_PTSZ);
 }
 
 /* ---- the application's own VMM: pass through, account mapped bytes ---- */
@@ -189,11 +221,18 @@ CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
                           CUmemGenericAllocationHandle handle, unsigned long long flags)
 {
     HOOK_BEGIN(cuMemMap);
-    CUresult r = real(ptr, size, offset, handle, flags);
+    /* The physical memory was counted by the driver at cuMemCreate; blockswap charges
+     * the application's mappings, which is when that memory becomes usable. */
+    CUresult r = charge(size);
+    if (r != CUDA_SUCCESS)
+        return r;
+    r = real(ptr, size, offset, handle, flags);
     if (r == CUDA_SUCCESS && tracking()) {
         struct bs_alloc_rec rec = { .base = ptr, .size = size, .api = BLOCKSWAP_API_VMM_MAP };
         if (bs_alloc_map_insert(&rec) == 0)
             bs_stat_add(BS_STAT_VMM_MAPPED, (int64_t)size);
+    } else if (tracking()) {
+        bs_page_uncharge(size);
     }
     return r;
 }
@@ -203,27 +242,50 @@ CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size)
     HOOK_BEGIN(cuMemUnmap);
     /* Forget first, as for frees; an unmap that fails leaves a mapping we no
      * longer follow, which only costs tracking, never correctness here. */
-    if (tracking())
-        bs_stat_add(BS_STAT_VMM_MAPPED,
-                    -(int64_t)bs_alloc_map_remove_range(ptr, size, BLOCKSWAP_API_VMM_MAP));
+    if (tracking()) {
+        uint64_t bytes = bs_alloc_map_remove_range(ptr, size, BLOCKSWAP_API_VMM_MAP);
+        bs_stat_add(BS_STAT_VMM_MAPPED, -(int64_t)bytes);
+        bs_page_uncharge(bytes);
+    }
     return real(ptr, size);
 }
 
 /* ---- launches ---- */
 
-static inline void observe(CUfunction f, CUstream s, void **params, void **extra)
+/* Scans the launch and makes the managed memory it points into resident. On success
+ * with *locked set, the page lock is held until the launch has been issued. */
+static inline CUresult launch_begin(CUfunction f, CUstream s, void **params, void **extra,
+                                    unsigned flags, bool *locked)
 {
-    if (BS_LIKELY(tracking()))
-        bs_launch_observe(f, s, params, extra);
+    *locked = false;
+    if (BS_UNLIKELY(!tracking()))
+        return CUDA_SUCCESS;
+    const struct bs_launch_set *set = bs_launch_observe(f, params, extra);
+    if (!set || !set->n || !bs_page_managed_any())
+        return CUDA_SUCCESS;
+    CUresult r = bs_page_begin(set->bases, set->n, ~0ull, s, flags);
+    *locked = r == CUDA_SUCCESS;
+    return r;
 }
+
+#define LAUNCH_BODY(s, params, extra, flags, call)                             \
+    do {                                                                       \
+        bool locked_;                                                          \
+        CUresult r_ = launch_begin(f, s, params, extra, flags, &locked_);      \
+        if (r_ != CUDA_SUCCESS)                                                \
+            return r_;                                                         \
+        r_ = (call);                                                           \
+        if (locked_)                                                           \
+            bs_page_end();                                                     \
+        return r_;                                                             \
+    } while (0)
 
 CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
                                 unsigned bx, unsigned by, unsigned bz, unsigned shmem,
                                 CUstream s, void **params, void **extra)
 {
     HOOK_BEGIN(cuLaunchKernel);
-    observe(f, s, params, extra);
-    return real(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
+    LAUNCH_BODY(s, params, extra, 0, real(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra));
 }
 
 CUresult CUDAAPI cuLaunchKernel_ptsz(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
@@ -232,24 +294,23 @@ CUresult CUDAAPI cuLaunchKernel_ptsz(CUfunction f, unsigned gx, unsigned gy, uns
                                      void **extra)
 {
     HOOK_BEGIN(cuLaunchKernel_ptsz);
-    observe(f, s, params, extra);
-    return real(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
+    LAUNCH_BODY(s, params, extra, BS_PAGE_PTSZ,
+                real(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra));
 }
 
 CUresult CUDAAPI cuLaunchKernelEx(const CUlaunchConfig *cfg, CUfunction f,
                                   void **params, void **extra)
 {
     HOOK_BEGIN(cuLaunchKernelEx);
-    observe(f, cfg ? cfg->hStream : NULL, params, extra);
-    return real(cfg, f, params, extra);
+    LAUNCH_BODY(cfg ? cfg->hStream : NULL, params, extra, 0, real(cfg, f, params, extra));
 }
 
 CUresult CUDAAPI cuLaunchKernelEx_ptsz(const CUlaunchConfig *cfg, CUfunction f,
                                        void **params, void **extra)
 {
     HOOK_BEGIN(cuLaunchKernelEx_ptsz);
-    observe(f, cfg ? cfg->hStream : NULL, params, extra);
-    return real(cfg, f, params, extra);
+    LAUNCH_BODY(cfg ? cfg->hStream : NULL, params, extra, BS_PAGE_PTSZ,
+                real(cfg, f, params, extra));
 }
 
 CUresult CUDAAPI cuLaunchCooperativeKernel(CUfunction f, unsigned gx, unsigned gy,
@@ -258,8 +319,7 @@ CUresult CUDAAPI cuLaunchCooperativeKernel(CUfunction f, unsigned gx, unsigned g
                                            void **params)
 {
     HOOK_BEGIN(cuLaunchCooperativeKernel);
-    observe(f, s, params, NULL);
-    return real(f, gx, gy, gz, bx, by, bz, shmem, s, params);
+    LAUNCH_BODY(s, params, NULL, 0, real(f, gx, gy, gz, bx, by, bz, shmem, s, params));
 }
 
 CUresult CUDAAPI cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned gx, unsigned gy,
@@ -268,8 +328,8 @@ CUresult CUDAAPI cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned gx, unsig
                                                 void **params)
 {
     HOOK_BEGIN(cuLaunchCooperativeKernel_ptsz);
-    observe(f, s, params, NULL);
-    return real(f, gx, gy, gz, bx, by, bz, shmem, s, params);
+    LAUNCH_BODY(s, params, NULL, BS_PAGE_PTSZ,
+                real(f, gx, gy, gz, bx, by, bz, shmem, s, params));
 }
 
 /* ---- graphs: counted; their kernels bypass the launch hooks ---- */
@@ -301,24 +361,34 @@ CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec g, CUstream s)
 CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode)
 {
     HOOK_BEGIN(cuStreamBeginCapture_v2);
-    return real(s, mode);
+    CUresult r = real(s, mode);
+    if (r == CUDA_SUCCESS && tracking())
+        bs_page_capture(s, 0, true);
+    return r;
 }
 
 CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode mode)
 {
     HOOK_BEGIN(cuStreamBeginCapture_v2_ptsz);
-    return real(s, mode);
+    CUresult r = real(s, mode);
+    if (r == CUDA_SUCCESS && tracking())
+        bs_page_capture(s, BS_PAGE_PTSZ, true);
+    return r;
 }
 
 CUresult CUDAAPI cuStreamEndCapture(CUstream s, CUgraph *graph)
 {
     HOOK_BEGIN(cuStreamEndCapture);
+    if (tracking())
+        bs_page_capture(s, 0, false);
     return real(s, graph);
 }
 
 CUresult CUDAAPI cuStreamEndCapture_ptsz(CUstream s, CUgraph *graph)
 {
     HOOK_BEGIN(cuStreamEndCapture_ptsz);
+    if (tracking())
+        bs_page_capture(s, BS_PAGE_PTSZ, false);
     return real(s, graph);
 }
 

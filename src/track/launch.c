@@ -330,11 +330,12 @@ static struct bs_launch_set *thread_set(void)
     return s;
 }
 
-void bs_launch_observe(CUfunction f, CUstream stream, void **kernel_params, void **extra)
+const struct bs_launch_set *bs_launch_observe(CUfunction f, void **kernel_params,
+                                             void **extra)
 {
     struct bs_launch_set *set = thread_set();
     if (BS_UNLIKELY(!set))
-        return;
+        return NULL;
     tls_launched = true;
     if (bs_launch_scan(f, kernel_params, extra, bs_cfg.scan_limit, set) < 0) {
         bs_stat_add(BS_STAT_LAUNCHES_UNSCANNED, 1);
@@ -348,7 +349,7 @@ void bs_launch_observe(CUfunction f, CUstream stream, void **kernel_params, void
     bs_stat_add(BS_STAT_LAUNCHES, 1);
     if (set->n)
         bs_stat_add(BS_STAT_LAUNCH_REFS, set->n);
-    (void)stream;
+    return set;
 }
 
 int bs_launch_last(uint64_t *bases, int max)

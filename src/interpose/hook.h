@@ -1,0 +1,35 @@
+/* interpose/hook.h: what every hand-written hook file needs: the wrappers' declarations
+ * with their real prototypes (from hooks.def) and the opening of a hook. */
+#ifndef BS_HOOK_H
+#define BS_HOOK_H
+
+#include "bs.h"
+
+#define BS_HOOK(name, pfn) typedef __typeof__(*(pfn)0) bs_fn_##name; BS_EXPORT bs_fn_##name name;
+#define BS_PASS(name, pfn, params, args) BS_HOOK(name, pfn)
+#include "interpose/hooks.def"
+#undef BS_HOOK
+#undef BS_PASS
+
+/* Opens a hook: counts the call, fetches the real function into `real`, and
+ * returns what the driver would when the function is missing. */
+#define HOOK_BEGIN(name)                                                       \
+    bs_count_call(BS_ID_##name);                                               \
+    __typeof__(bs_real.name) real = BS_REAL(name);                             \
+    if (BS_UNLIKELY(!real))                                                    \
+        return bs_missing(BS_ID_##name)
+
+/* True when this call should be tracked: the shim is active and this is not
+ * the driver re-entering an exported symbol on our own behalf. */
+static inline bool tracking(void)
+{
+    return bs_active() && !bs_in_hook;
+}
+
+/* True when the call may touch managed memory and so must go through page/. */
+static inline bool paging(void)
+{
+    return tracking() && bs_page_managed_any();
+}
+
+#endif

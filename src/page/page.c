@@ -1,0 +1,664 @@
+/* page/page.c: residency of managed allocations. A managed allocation is a VA range
+ * the shim reserved; physical VRAM is mapped behind it only while GPU work needs it,
+ * and its contents otherwise live in pinned host backing. Owns the budget
+ * (BLOCKSWAP_VRAM_LIMIT), eviction with write-back, the shim's own streams and events,
+ * and the ordering rule: nothing is unmapped before the work that used it completed.
+ * One mutex guards it all; the launch path takes it only when a launch points into
+ * managed memory. */
+#define _GNU_SOURCE
+#include "bs.h"
+#include "blockswap.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum residency { RES_EMPTY, RES_HOST, RES_DEVICE };
+
+struct managed {
+    uint64_t va, size, padded;
+    enum residency state;
+    bool dirty;      /* the device copy may differ from the host copy */
+    bool host_valid; /* the host backing holds the contents */
+    bool pinned;     /* never evicted: captured into a CUDA graph */
+    void *host;      /* pinned host backing, allocated on first need */
+    CUmemGenericAllocationHandle phys;
+    CUevent ready;   /* recorded after the page-in copy on the shim's H2D stream */
+    bool ready_pending;
+    uint64_t streams_used; /* stream slots that used it since it became resident */
+    uint64_t last_tick, period;
+    int resident_index;
+    struct managed *hash_next;
+};
+
+#define MAX_STREAMS 64
+struct stream_slot {
+    CUstream s;
+    bool capturing;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static bool ready;            /* shim resources created in the application's context */
+static CUcontext ctx;
+static CUstream h2d, d2h;     /* the shim's own streams */
+static CUevent scratch[MAX_STREAMS + 2];
+static size_t granularity;
+static CUmemAllocationProp prop;
+static uint64_t vram_limit, host_limit;
+static uint64_t resident_bytes, unmanaged_bytes, host_bytes, managed_bytes, managed_count;
+static uint64_t tick;
+static struct stream_slot slots[MAX_STREAMS];
+static int nslots;
+static struct managed **resident;
+static int nresident, cap_resident;
+#define HASH_BITS 12
+static struct managed *table[1u << HASH_BITS];
+
+/* ---- small helpers ---- */
+
+static inline uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+static inline unsigned hash_va(uint64_t va)
+{
+    return (unsigned)((va >> 21) * 0x9e3779b97f4a7c15ULL >> (64 - HASH_BITS));
+}
+
+static struct managed *find(uint64_t va)
+{
+    for (struct managed *m = table[hash_va(va)]; m; m = m->hash_next)
+        if (m->va == va)
+            return m;
+    return NULL;
+}
+
+static const char *mib(uint64_t b, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.1f MiB", b / 1048576.0);
+    return buf;
+}
+
+static const char *cu_err(CUresult r)
+{
+    const char *s = NULL;
+    if (bs_drv.cuGetErrorName)
+        bs_drv.cuGetErrorName(r, &s);
+    return s ? s : "CUDA error";
+}
+
+static CUstream norm_stream(CUstream s, unsigned flags)
+{
+    return (!s && (flags & BS_PAGE_PTSZ)) ? CU_STREAM_PER_THREAD : s;
+}
+
+static int slot_of(CUstream s)
+{
+    for (int i = 0; i < nslots; i++)
+        if (slots[i].s == s)
+            return i;
+    if (nslots == MAX_STREAMS)
+        return -1;
+    slots[nslots].s = s;
+    slots[nslots].capturing = false;
+    return nslots++;
+}
+
+/* ---- set-up, in the application's current context ---- */
+
+static uint64_t host_ram_default(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    uint64_t total = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+    uint64_t keep = 4ull << 30;
+    /* Pinned memory cannot be swapped: leave the system 4 GiB, or half of a small box. */
+    return total > 2 * keep ? total - keep : total / 2;
+}
+
+static CUresult setup_locked(void)
+{
+    if (ready)
+        return CUDA_SUCCESS;
+    CUresult r = bs_drv.cuCtxGetCurrent(&ctx);
+    if (r != CUDA_SUCCESS || !ctx)
+        return r != CUDA_SUCCESS ? r : CUDA_ERROR_INVALID_CONTEXT;
+    CUdevice dev;
+    if ((r = bs_drv.cuCtxGetDevice(&dev)) != CUDA_SUCCESS)
+        return r;
+    memset(&prop, 0, sizeof(prop));
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = dev;
+    if ((r = bs_drv.cuMemGetAllocationGranularity(&granularity, &prop,
+                                                  CU_MEM_ALLOC_GRANULARITY_RECOMMENDED)) != CUDA_SUCCESS)
+        return r;
+    if ((r = bs_drv.cuStreamCreate(&h2d, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS ||
+        (r = bs_drv.cuStreamCreate(&d2h, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS)
+        return r;
+    for (unsigned i = 0; i < BS_ARRAY_SIZE(scratch); i++)
+        if ((r = bs_drv.cuEventCreate(&scratch[i], CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
+            return r;
+
+    char a[32], b[32], c[32];
+    vram_limit = bs_cfg.vram_limit;
+    if (vram_limit == BS_SIZE_AUTO) {
+        size_t free_b = 0, total = 0;
+        if ((r = bs_real.cuMemGetInfo_v2(&free_b, &total)) != CUDA_SUCCESS)
+            return r;
+        vram_limit = free_b > bs_cfg.reserve ? free_b - bs_cfg.reserve : 0;
+        bs_log(BS_LOG_INFO, "VRAM limit %s: %s free at start minus BLOCKSWAP_RESERVE=%s",
+               mib(vram_limit, a, sizeof(a)), mib(free_b, b, sizeof(b)),
+               mib(bs_cfg.reserve, c, sizeof(c)));
+    } else {
+        bs_log(BS_LOG_INFO, "VRAM limit %s (BLOCKSWAP_VRAM_LIMIT)", mib(vram_limit, a, sizeof(a)));
+    }
+    host_limit = bs_cfg.host_limit == BS_SIZE_AUTO ? host_ram_default() : bs_cfg.host_limit;
+    ready = true;
+    return CUDA_SUCCESS;
+}
+
+/* ---- host backing ---- */
+
+static CUresult ensure_host(struct managed *m)
+{
+    if (m->host)
+        return CUDA_SUCCESS;
+    char a[32], b[32], c[32];
+    if (host_bytes + m->padded > host_limit) {
+        bs_log_limited(5, BS_LOG_ERROR, "host backing exhausted: %s needed, %s in use, "
+                       "limit %s; raise BLOCKSWAP_HOST_LIMIT or BLOCKSWAP_VRAM_LIMIT",
+                       mib(m->padded, a, sizeof(a)), mib(host_bytes, b, sizeof(b)),
+                       mib(host_limit, c, sizeof(c)));
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    void *p = NULL;
+    CUresult r = bs_drv.cuMemHostAlloc(&p, m->padded, 0);
+    if (r != CUDA_SUCCESS) {
+        bs_log_limited(5, BS_LOG_ERROR, "cannot pin %s of host memory for backing (%s; "
+                       "%s pinned so far): the machine's RAM is exhausted; lower "
+                       "BLOCKSWAP_HOST_LIMIT or free memory", mib(m->padded, a, sizeof(a)),
+                       cu_err(r), mib(host_bytes, b, sizeof(b)));
+        return r;
+    }
+    m->host = p;
+    host_bytes += m->padded;
+    return CUDA_SUCCESS;
+}
+
+/* Blocks until the point of stream s the application has reached is done: what an
+ * operation issued now on s would wait for (for the legacy stream, that includes
+ * earlier work on blocking streams). */
+static CUresult wait_stream_point(CUstream s)
+{
+    CUresult r = bs_drv.cuEventRecord(scratch[0], s);
+    if (r == CUDA_SUCCESS)
+        r = bs_drv.cuEventSynchronize(scratch[0]);
+    return r;
+}
+
+/* ---- residency ---- */
+
+static bool resident_add(struct managed *m)
+{
+    if (nresident == cap_resident) {
+        int ncap = cap_resident ? cap_resident * 2 : 64;
+        struct managed **n = realloc(resident, (size_t)ncap * sizeof(*n));
+        if (!n)
+            return false;
+        resident = n;
+        cap_resident = ncap;
+    }
+    m->resident_index = nresident;
+    resident[nresident++] = m;
+    resident_bytes += m->padded;
+    return true;
+}
+
+static void resident_del(struct managed *m)
+{
+    int i = m->resident_index;
+    resident[i] = resident[--nresident];
+    resident[i]->resident_index = i;
+    m->resident_index = -1;
+    resident_bytes -= m->padded;
+}
+
+/* Everything that used m completed and, if dirty, its contents are back in host
+ * backing; then its VRAM goes. Host waits on events of m's own streams only. */
+static CUresult evict(struct managed *m)
+{
+    CUresult r = CUDA_SUCCESS;
+    int e = 1;
+    for (int i = 0; i < nslots && r == CUDA_SUCCESS; i++) {
+        if (!(m->streams_used >> i & 1))
+            continue;
+        r = bs_drv.cuEventRecord(scratch[e], slots[i].s);
+        if (r == CUDA_SUCCESS)
+            r = bs_drv.cuStreamWaitEvent(d2h, scratch[e], 0);
+        e++;
+    }
+    if (r == CUDA_SUCCESS && m->ready_pending)
+        r = bs_drv.cuStreamWaitEvent(d2h, m->ready, 0);
+    if (r != CUDA_SUCCESS) {
+        /* A stream the application destroyed: fall back to waiting for everything. */
+        r = bs_drv.cuCtxSynchronize();
+        if (r != CUDA_SUCCESS)
+            return r;
+    }
+    bool copy = m->dirty;
+    if (copy) {
+        if ((r = ensure_host(m)) != CUDA_SUCCESS)
+            return r;
+        if ((r = bs_real.cuMemcpyDtoHAsync_v2(m->host, m->va, m->size, d2h)) != CUDA_SUCCESS)
+            return r;
+        bs_stat_add(BS_STAT_WRITEBACK_BYTES, (int64_t)m->size);
+    }
+    if ((r = bs_drv.cuEventRecord(scratch[e], d2h)) != CUDA_SUCCESS ||
+        (r = bs_drv.cuEventSynchronize(scratch[e])) != CUDA_SUCCESS)
+        return r;
+    if ((r = bs_real.cuMemUnmap(m->va, m->padded)) != CUDA_SUCCESS)
+        return r;
+    bs_real.cuMemRelease(m->phys);
+    m->phys = 0;
+    m->host_valid = m->host_valid || copy;
+    m->state = m->host_valid ? RES_HOST : RES_EMPTY;
+    m->dirty = false;
+    m->ready_pending = false;
+    m->streams_used = 0;
+    resident_del(m);
+    bs_stat_add(BS_STAT_EVICTIONS, 1);
+    return CUDA_SUCCESS;
+}
+
+static bool in_ops(const struct managed *m, struct managed *const *keep, int nkeep)
+{
+    for (int i = 0; i < nkeep; i++)
+        if (keep[i] == m)
+            return true;
+    return false;
+}
+
+/* The resident allocation whose next use is predicted furthest away. Repeated
+ * (cyclic) use gives each allocation a period, and last use + period is its next
+ * use: on a loop over blocks that is the most recently used one, which keeps a
+ * fixed resident set and streams the rest, where LRU would miss every time.
+ * Allocations used once so far count as needed now; among equals the least
+ * recently used goes first. */
+static struct managed *pick_victim(struct managed *const *keep, int nkeep)
+{
+    struct managed *best = NULL;
+    uint64_t best_next = 0;
+    for (int i = 0; i < nresident; i++) {
+        struct managed *m = resident[i];
+        if (m->pinned || in_ops(m, keep, nkeep))
+            continue;
+        uint64_t next = m->period ? m->last_tick + m->period : tick;
+        if (!best || next > best_next ||
+            (next == best_next && m->last_tick < best->last_tick)) {
+            best = m;
+            best_next = next;
+        }
+    }
+    return best;
+}
+
+static CUresult make_room(uint64_t need, struct managed *const *keep, int nkeep,
+                          const char *what)
+{
+    while (resident_bytes + unmanaged_bytes + need > vram_limit) {
+        struct managed *v = pick_victim(keep, nkeep);
+        if (!v) {
+            char a[32], b[32], c[32], d[32], e[32];
+            bs_log_limited(10, BS_LOG_ERROR, "out of VRAM for %s: %s needed, %s in use "
+                           "(%s managed and resident, %s unmanaged), limit %s, nothing left "
+                           "to evict; raise BLOCKSWAP_VRAM_LIMIT", what,
+                           mib(need, a, sizeof(a)),
+                           mib(resident_bytes + unmanaged_bytes, b, sizeof(b)),
+                           mib(resident_bytes, c, sizeof(c)),
+                           mib(unmanaged_bytes, d, sizeof(d)),
+                           mib(vram_limit, e, sizeof(e)));
+            bs_stat_add(BS_STAT_OOM_REFUSALS, 1);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        CUresult r = evict(v);
+        if (r != CUDA_SUCCESS)
+            return r;
+    }
+    return CUDA_SUCCESS;
+}
+
+static CUresult make_resident(struct managed *m, struct managed *const *keep, int nkeep,
+                              bool capturing)
+{
+    CUresult r = make_room(m->padded, keep, nkeep, "a kernel's working set");
+    if (r != CUDA_SUCCESS)
+        return r;
+    /* The driver may still refuse (another process took memory): evict and retry. */
+    while ((r = bs_real.cuMemCreate(&m->phys, m->padded, &prop, 0)) == CUDA_ERROR_OUT_OF_MEMORY) {
+        struct managed *v = pick_victim(keep, nkeep);
+        if (!v || evict(v) != CUDA_SUCCESS)
+            break;
+    }
+    if (r != CUDA_SUCCESS) {
+        char a[32];
+        bs_log_limited(10, BS_LOG_ERROR, "cuMemCreate of %s failed (%s) with nothing left "
+                       "to evict; lower BLOCKSWAP_VRAM_LIMIT to what the GPU really has free",
+                       mib(m->padded, a, sizeof(a)), cu_err(r));
+        return r;
+    }
+    CUmemAccessDesc acc = { .location = prop.location, .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
+    if ((r = bs_real.cuMemMap(m->va, m->padded, 0, m->phys, 0)) != CUDA_SUCCESS ||
+        (r = bs_drv.cuMemSetAccess(m->va, m->padded, &acc, 1)) != CUDA_SUCCESS) {
+        bs_real.cuMemUnmap(m->va, m->padded);
+        bs_real.cuMemRelease(m->phys);
+        m->phys = 0;
+        return r;
+    }
+    if (m->state == RES_HOST) {
+        if (!m->ready && (r = bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
+            goto unmap;
+        if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS ||
+            (r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
+            goto unmap;
+        m->ready_pending = true;
+        /* A capturing stream cannot wait on an event from outside the capture. */
+        if (capturing) {
+            if ((r = bs_drv.cuEventSynchronize(m->ready)) != CUDA_SUCCESS)
+                goto unmap;
+            m->ready_pending = false;
+        }
+        bs_stat_add(BS_STAT_PAGE_IN_BYTES, (int64_t)m->size);
+    }
+    if (!resident_add(m)) {
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+        goto unmap;
+    }
+    m->state = RES_DEVICE;
+    m->dirty = false;
+    bs_stat_add(BS_STAT_PAGE_INS, 1);
+    return CUDA_SUCCESS;
+unmap:
+    bs_real.cuMemUnmap(m->va, m->padded);
+    bs_real.cuMemRelease(m->phys);
+    m->phys = 0;
+    return r;
+}
+
+static void note_use(struct managed *m, int slot, bool write)
+{
+    if (slot >= 0 && !slots[slot].capturing)
+        m->streams_used |= 1ull << slot;
+    if (write) {
+        m->dirty = true;
+        m->host_valid = false;
+    }
+    tick++;
+    if (m->last_tick && tick - m->last_tick > 1)
+        m->period = tick - m->last_tick;
+    m->last_tick = tick;
+}
+
+/* ---- the operations ---- */
+
+bool bs_page_managed_any(void)
+{
+    return __atomic_load_n(&managed_count, __ATOMIC_RELAXED) != 0;
+}
+
+CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstream s,
+                       unsigned flags)
+{
+    struct managed *ms[BS_LAUNCH_MAX_REFS];
+    bool writes[BS_LAUNCH_MAX_REFS];
+    int nm = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < n && nm < BS_LAUNCH_MAX_REFS; i++) {
+        uint64_t base;
+        struct managed *m;
+        bool w = i >= 64 || (write_mask >> i & 1);
+        if (!addrs[i] || !bs_alloc_map_lookup(addrs[i], &base) || !(m = find(base)))
+            continue;
+        int j = 0;
+        while (j < nm && ms[j] != m)
+            j++;
+        if (j == nm) {
+            ms[nm] = m;
+            writes[nm++] = w;
+        } else {
+            writes[j] |= w;
+        }
+    }
+    if (!nm)
+        return CUDA_SUCCESS; /* lock held: the caller's bs_page_end releases it */
+    s = norm_stream(s, flags);
+    int slot = slot_of(s);
+    bool capturing = slot >= 0 && slots[slot].capturing;
+    CUresult r = CUDA_SUCCESS;
+    for (int i = 0; i < nm && r == CUDA_SUCCESS; i++) {
+        struct managed *m = ms[i];
+        if (m->state != RES_DEVICE)
+            r = make_resident(m, ms, nm, capturing);
+        if (r != CUDA_SUCCESS)
+            break;
+        if (m->ready_pending) {
+            if (bs_drv.cuEventQuery(m->ready) == CUDA_SUCCESS)
+                m->ready_pending = false;
+            else if (capturing)
+                r = bs_drv.cuEventSynchronize(m->ready), m->ready_pending = r != CUDA_SUCCESS;
+            else
+                r = bs_drv.cuStreamWaitEvent(s, m->ready, 0);
+        }
+        if (capturing)
+            m->pinned = true; /* a graph may replay it at any time: stays resident */
+        note_use(m, slot, writes[i]);
+        if (slot < 0)
+            m->pinned = true; /* too many streams to follow: never evict it */
+    }
+    if (r != CUDA_SUCCESS)
+        pthread_mutex_unlock(&lock);
+    return r;
+}
+
+void bs_page_end(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+
+/* Host-to-device copy into a managed allocation that is not resident: written to its
+ * host backing, in the stream's order. Returns BS_PAGE_NOT_HANDLED when dst is not
+ * managed or is resident (the caller then goes through bs_page_begin). */
+CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsigned flags)
+{
+    uint64_t base;
+    if (!bs_alloc_map_lookup(dst, &base))
+        return BS_PAGE_NOT_HANDLED;
+    pthread_mutex_lock(&lock);
+    struct managed *m = find(base);
+    CUresult r = BS_PAGE_NOT_HANDLED;
+    if (!m || m->state == RES_DEVICE || dst + n > m->va + m->size)
+        goto out;
+    if ((r = ensure_host(m)) != CUDA_SUCCESS)
+        goto out;
+    if ((r = wait_stream_point(norm_stream(s, flags))) != CUDA_SUCCESS)
+        goto out;
+    uint64_t off = dst - m->va;
+    if (m->state == RES_EMPTY) { /* fresh device memory reads as zero in the simulator */
+        memset(m->host, 0, off);
+        memset((char *)m->host + off + n, 0, m->size - off - n);
+    }
+    memcpy((char *)m->host + off, src, n);
+    m->state = RES_HOST;
+    m->host_valid = true;
+    bs_stat_add(BS_STAT_HOST_WRITES, 1);
+out:
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+/* Device-to-host copy from a managed allocation that is not resident: served from
+ * its host backing. Same contract as bs_page_htod. */
+CUresult bs_page_dtoh(void *dst, uint64_t src, size_t n, CUstream s, unsigned flags)
+{
+    uint64_t base;
+    if (!bs_alloc_map_lookup(src, &base))
+        return BS_PAGE_NOT_HANDLED;
+    pthread_mutex_lock(&lock);
+    struct managed *m = find(base);
+    CUresult r = BS_PAGE_NOT_HANDLED;
+    if (!m || m->state == RES_DEVICE || src + n > m->va + m->size)
+        goto out;
+    if ((r = wait_stream_point(norm_stream(s, flags))) != CUDA_SUCCESS)
+        goto out;
+    if (m->state == RES_EMPTY)
+        memset(dst, 0, n);
+    else
+        memcpy(dst, (char *)m->host + (src - m->va), n);
+    r = CUDA_SUCCESS;
+out:
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+/* ---- allocation and free ---- */
+
+CUresult bs_page_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)
+{
+    pthread_mutex_lock(&lock);
+    CUresult r = setup_locked();
+    if (r != CUDA_SUCCESS)
+        goto out;
+    struct managed *m = calloc(1, sizeof(*m));
+    if (!m) {
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+        goto out;
+    }
+    m->size = size;
+    m->padded = round_up(size, granularity);
+    m->resident_index = -1;
+    CUdeviceptr va;
+    if ((r = bs_drv.cuMemAddressReserve(&va, m->padded, granularity, 0, 0)) != CUDA_SUCCESS) {
+        free(m);
+        goto out;
+    }
+    m->va = va;
+    struct bs_alloc_rec rec = { .base = va, .size = size, .api = api,
+                                .stream = (uint64_t)(uintptr_t)s, .managed = true };
+    if (bs_alloc_map_insert(&rec) < 0) {
+        bs_drv.cuMemAddressFree(va, m->padded);
+        free(m);
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+        goto out;
+    }
+    unsigned h = hash_va(va);
+    m->hash_next = table[h];
+    table[h] = m;
+    managed_bytes += size;
+    __atomic_store_n(&managed_count, managed_count + 1, __ATOMIC_RELAXED);
+    *dptr = va;
+out:
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+/* Frees a managed allocation after the work that used it (and, for a stream-ordered
+ * free, everything before it on that stream) has completed. BS_PAGE_NOT_HANDLED when
+ * ptr is not a managed allocation's base. */
+CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags)
+{
+    pthread_mutex_lock(&lock);
+    struct managed *m = find(ptr);
+    CUresult r = BS_PAGE_NOT_HANDLED;
+    if (!m)
+        goto out;
+    if (flags & BS_PAGE_STREAM_ORDERED)
+        m->streams_used |= 1ull << (slot_of(norm_stream(s, flags)) & 63);
+    if (m->state == RES_DEVICE) {
+        /* Nothing needs copying back: the contents die with the allocation. */
+        m->dirty = false;
+        m->host_valid = true;
+        if ((r = evict(m)) != CUDA_SUCCESS)
+            goto out;
+    }
+    bs_alloc_map_remove(ptr, NULL);
+    struct managed **pp = &table[hash_va(ptr)];
+    while (*pp != m)
+        pp = &(*pp)->hash_next;
+    *pp = m->hash_next;
+    if (m->host) {
+        bs_drv.cuMemFreeHost(m->host);
+        host_bytes -= m->padded;
+    }
+    if (m->ready)
+        bs_drv.cuEventDestroy_v2(m->ready);
+    bs_drv.cuMemAddressFree(m->va, m->padded);
+    managed_bytes -= m->size;
+    __atomic_store_n(&managed_count, managed_count - 1, __ATOMIC_RELAXED);
+    free(m);
+    r = CUDA_SUCCESS;
+out:
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+/* Unmanaged VRAM (small allocations, the application's own mappings) counts against
+ * the same limit: make room before the driver is asked. */
+CUresult bs_page_charge(uint64_t bytes, const char *what)
+{
+    pthread_mutex_lock(&lock);
+    CUresult r = CUDA_SUCCESS;
+    if (setup_locked() == CUDA_SUCCESS)
+        r = make_room(bytes, NULL, 0, what);
+    if (r == CUDA_SUCCESS)
+        unmanaged_bytes += bytes;
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+void bs_page_uncharge(uint64_t bytes)
+{
+    pthread_mutex_lock(&lock);
+    unmanaged_bytes -= bytes < unmanaged_bytes ? bytes : unmanaged_bytes;
+    pthread_mutex_unlock(&lock);
+}
+
+void bs_page_capture(CUstream s, unsigned flags, bool on)
+{
+    pthread_mutex_lock(&lock);
+    int slot = slot_of(norm_stream(s, flags));
+    if (slot >= 0)
+        slots[slot].capturing = on;
+    pthread_mutex_unlock(&lock);
+}
+
+int bs_page_is_resident(uint64_t addr)
+{
+    uint64_t base;
+    if (!bs_alloc_map_lookup(addr, &base))
+        return -ENOENT;
+    pthread_mutex_lock(&lock);
+    struct managed *m = find(base);
+    int res = m ? m->state == RES_DEVICE : -ENOENT;
+    pthread_mutex_unlock(&lock);
+    return res;
+}
+
+void bs_page_stats(struct blockswap_stats *st)
+{
+    pthread_mutex_lock(&lock);
+    st->managed_allocations = managed_count;
+    st->managed_bytes = managed_bytes;
+    st->resident_bytes = resident_bytes;
+    st->unmanaged_bytes = unmanaged_bytes;
+    st->host_backing_bytes = host_bytes;
+    st->vram_limit = ready ? vram_limit : 0;
+    pthread_mutex_unlock(&lock);
+}
+
+void bs_page_reset(void)
+{
+    pthread_mutex_init(&lock, NULL);
+    ready = false;
+    memset(table, 0, sizeof(table));
+    nresident = nslots = 0;
+    resident_bytes = unmanaged_bytes = host_bytes = managed_bytes = managed_count = 0;
+}
