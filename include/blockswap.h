@@ -74,6 +74,13 @@ int blockswap_get_stats(struct blockswap_stats *out);
  * -ENOENT when addr is not in a managed allocation. */
 int blockswap_is_resident(uint64_t addr);
 
+/* pin != 0: makes the managed allocation containing addr resident now and keeps it
+ * so until unpinned or freed; pin == 0 lets blockswap evict it again. For memory a
+ * kernel reaches only through pointers stored in device memory, which blockswap
+ * cannot see. Returns 0, -ENOENT (not managed), -ENOMEM (does not fit the VRAM
+ * limit) or -EIO (a driver error, logged). */
+int blockswap_pin(uint64_t addr, int pin);
+
 /* Calls that reached the shim through the named hooked entry point, e.g.
  * "cuMemAlloc_v2" or "cuLaunchKernel_ptsz". Returns -1 when name is not hooked. */
 int64_t blockswap_hook_calls(const char *name);

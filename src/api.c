@@ -68,3 +68,8 @@ BS_API int blockswap_is_resident(uint64_t addr)
 {
     return bs_page_is_resident(addr);
 }
+
+BS_API int blockswap_pin(uint64_t addr, int pin)
+{
+    return bs_page_pin(addr, pin != 0);
+}

@@ -260,6 +260,7 @@ CUresult bs_page_charge(uint64_t bytes, const char *what);
 void bs_page_uncharge(uint64_t bytes);
 void bs_page_capture(CUstream s, unsigned flags, bool on);
 int bs_page_is_resident(uint64_t addr);
+int bs_page_pin(uint64_t addr, bool pin);
 void bs_page_stats(struct blockswap_stats *st);
 void bs_page_reset(void);
 

@@ -630,6 +630,34 @@ void bs_page_capture(CUstream s, unsigned flags, bool on)
     pthread_mutex_unlock(&lock);
 }
 
+/* Keeps the managed allocation containing addr resident (pin) or lets it go again.
+ * For memory that kernels reach only through pointers stored in device memory,
+ * which no interposer can see. */
+int bs_page_pin(uint64_t addr, bool pin)
+{
+    uint64_t base;
+    if (!bs_alloc_map_lookup(addr, &base))
+        return -ENOENT;
+    pthread_mutex_lock(&lock);
+    struct managed *m = find(base);
+    int err = m ? 0 : -ENOENT;
+    if (m && pin && m->state != RES_DEVICE) {
+        CUresult r = make_resident(m, &m, 1, false);
+        if (r == CUDA_SUCCESS && m->ready_pending && bs_drv.cuEventSynchronize(m->ready) == CUDA_SUCCESS)
+            m->ready_pending = false;
+        if (r != CUDA_SUCCESS)
+            err = r == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+    }
+    if (m && !err) {
+        m->pinned = pin;
+        /* It may be written through pointers blockswap cannot see. */
+        if (pin)
+            m->dirty = true, m->host_valid = false;
+    }
+    pthread_mutex_unlock(&lock);
+    return err;
+}
+
 int bs_page_is_resident(uint64_t addr)
 {
     uint64_t base;

@@ -46,7 +46,8 @@ uint64_t bs_hook_calls_total(enum bs_hook_id id)
     return (uint64_t)bs_stat_get((enum bs_stat)(BS_STAT_COUNT + id));
 }
 
-/* One line at exit (info level): what the shim saw, so a user can tell it was there. */
+/* Lines at exit (info level): what the shim saw and moved, so a user can tell it
+ * was there and what it cost. */
 void bs_stats_log_summary(void)
 {
     uint64_t count, bytes, peak;
@@ -58,4 +59,13 @@ void bs_stats_log_summary(void)
            (long long)bs_stat_get(BS_STAT_LAUNCHES_UNSCANNED),
            (long long)bs_stat_get(BS_STAT_LAUNCH_REFS),
            (long long)bs_stat_get(BS_STAT_GRAPH_LAUNCHES));
+    if (bs_stat_get(BS_STAT_PAGE_INS) || bs_stat_get(BS_STAT_HOST_WRITES))
+        bs_log(BS_LOG_INFO, "exit: %lld page-ins (%.1f MiB to the GPU), %lld evictions "
+               "(%.1f MiB written back), %lld host-backing writes, %lld refusals for lack of VRAM",
+               (long long)bs_stat_get(BS_STAT_PAGE_INS),
+               bs_stat_get(BS_STAT_PAGE_IN_BYTES) / 1048576.0,
+               (long long)bs_stat_get(BS_STAT_EVICTIONS),
+               bs_stat_get(BS_STAT_WRITEBACK_BYTES) / 1048576.0,
+               (long long)bs_stat_get(BS_STAT_HOST_WRITES),
+               (long long)bs_stat_get(BS_STAT_OOM_REFUSALS));
 }
