@@ -191,7 +191,7 @@ void bs_alloc_map_atfork_prepare(void);
 void bs_alloc_map_atfork_parent(void);
 
 /* ---- track/launch.c: which allocations a launch points into ---- */
-#define BS_LAUNCH_MAX_REFS 64
+#define BS_LAUNCH_MAX_REFS 256
 
 struct bs_launch_set {
     uint64_t bases[BS_LAUNCH_MAX_REFS];
