@@ -340,8 +340,8 @@ static void note_graph_launch(void)
         return;
     bs_stat_add(BS_STAT_GRAPH_LAUNCHES, 1);
     bs_log_limited(1, BS_LOG_INFO, "the application launches CUDA graphs: kernels "
-                   "inside them are not seen by blockswap, so memory they use must "
-                   "stay resident");
+                   "inside them are not seen by blockswap; memory captured launches "
+                   "pointed into stays resident");
 }
 
 CUresult CUDAAPI cuGraphLaunch(CUgraphExec g, CUstream s)
