@@ -242,6 +242,7 @@ void bs_stats_log_summary(void);
 struct blockswap_stats;
 #define BS_PAGE_PTSZ 1u           /* a _ptsz/_ptds entry point: stream 0 is per-thread */
 #define BS_PAGE_STREAM_ORDERED 4u /* a stream-ordered free */
+#define BS_PAGE_BASES 8u          /* the addresses are allocation bases (a launch set) */
 /* Returned by bs_page_htod/dtoh/free when the shim has nothing to do: call the driver. */
 #define BS_PAGE_NOT_HANDLED ((CUresult)0x7ffffff0)
 

@@ -263,7 +263,7 @@ static inline CUresult launch_begin(CUfunction f, CUstream s, void **params, voi
     const struct bs_launch_set *set = bs_launch_observe(f, params, extra);
     if (!set || !set->n || !bs_page_managed_any())
         return CUDA_SUCCESS;
-    CUresult r = bs_page_begin(set->bases, set->n, ~0ull, s, flags);
+    CUresult r = bs_page_begin(set->bases, set->n, ~0ull, s, flags | BS_PAGE_BASES);
     *locked = r == CUDA_SUCCESS;
     return r;
 }

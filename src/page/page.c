@@ -416,7 +416,12 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
         uint64_t base;
         struct managed *m;
         bool w = i >= 64 || (write_mask >> i & 1);
-        if (!addrs[i] || !bs_alloc_map_lookup(addrs[i], &base) || !(m = find(base)))
+        /* Launch sets hold allocation bases already: skip the second lookup. */
+        if (flags & BS_PAGE_BASES)
+            base = addrs[i];
+        else if (!addrs[i] || !bs_alloc_map_lookup(addrs[i], &base))
+            continue;
+        if (!(m = find(base)))
             continue;
         int j = 0;
         while (j < nm && ms[j] != m)

@@ -9,7 +9,8 @@
  * memory (attn in four interior copies, ffn2 in two halves), odd blocks asynchronously
  * from pinned staging on a copy stream. Then S steps run the blocks in order with the
  * built-in kernels in every argument form (kernelParams, struct by value, packed
- * `extra`), and print one checksum of the activations per step.
+ * `extra`) through cuLaunchKernel, cuLaunchKernelEx and cuLaunchCooperativeKernel,
+ * and print one checksum of the activations per step.
  *
  * Sync mode: cuMemAlloc / cuMemAllocPitch weights, persistent activations.
  * --async:   cuMemAllocAsync / cuMemAllocFromPoolAsync weights, per-block activations
@@ -254,6 +255,7 @@ int main(int argc, char **argv)
         for (int b = 0; b < nblocks; b++) {
             struct block *bl = &B[b];
             CUstream s = st[(b + step) % nstreams];
+            pg_flavor = (b / 3 + step) % 3; /* cuLaunchKernel, cuLaunchKernelEx, cooperative */
             CHECK_CU(cuStreamWaitEvent(s, done, 0));
             CHECK_CU(cuStreamWaitEvent(s, bl->ready, 0));
             if (async_mode) {

@@ -91,6 +91,27 @@ static inline void pg_init(struct pg_kernels *K)
 
 enum pg_form { PG_PARAMS, PG_STRUCT, PG_EXTRA };
 
+/* Which launch entry point the helpers below use: 0 cuLaunchKernel, 1
+ * cuLaunchKernelEx, 2 cuLaunchCooperativeKernel (kernelParams only; `extra`
+ * launches fall back to cuLaunchKernel). Tests vary it. */
+static int pg_flavor;
+
+static inline CUresult pg_launch(CUfunction f, CUstream s, void **params, void **extra)
+{
+    if (pg_flavor == 1) {
+        CUlaunchConfig cfg;
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.gridDimX = cfg.gridDimY = cfg.gridDimZ = 1;
+        cfg.blockDimX = 128;
+        cfg.blockDimY = cfg.blockDimZ = 1;
+        cfg.hStream = s;
+        return cuLaunchKernelEx(&cfg, f, params, extra);
+    }
+    if (pg_flavor == 2 && !extra)
+        return cuLaunchCooperativeKernel(f, 1, 1, 1, 128, 1, 1, 0, s, params);
+    return cuLaunchKernel(f, 1, 1, 1, 128, 1, 1, 0, s, params, extra);
+}
+
 /* y = W x with W [rows x cols], in one of three argument forms. Returns the result
  * of the launch (a test decides whether failure is fatal). */
 static inline CUresult pg_gemv(struct pg_kernels *K, CUstream s, enum pg_form form, CUdeviceptr y,
@@ -99,7 +120,7 @@ static inline CUresult pg_gemv(struct pg_kernels *K, CUstream s, enum pg_form fo
     if (form == PG_STRUCT) {
         struct { CUdeviceptr y, W, x; uint32_t rows, cols; } a = { y, W, x, rows, cols };
         void *p[] = { &a };
-        return kit_launch(K->gemv_struct, s, p);
+        return pg_launch(K->gemv_struct, s, p, NULL);
     }
     if (form == PG_EXTRA) {
         /* bs_gemv_f32's packed layout: y@0 W@8 x@16 rows@24 cols@28, 32 bytes. */
@@ -112,10 +133,10 @@ static inline CUresult pg_gemv(struct pg_kernels *K, CUstream s, enum pg_form fo
         size_t size = sizeof(buf);
         void *extra[] = { CU_LAUNCH_PARAM_BUFFER_POINTER, buf, CU_LAUNCH_PARAM_BUFFER_SIZE, &size,
                           CU_LAUNCH_PARAM_END };
-        return cuLaunchKernel(K->gemv, 1, 1, 1, 128, 1, 1, 0, s, NULL, extra);
+        return pg_launch(K->gemv, s, NULL, extra);
     }
     void *p[] = { &y, &W, &x, &rows, &cols };
-    return kit_launch(K->gemv, s, p);
+    return pg_launch(K->gemv, s, p, NULL);
 }
 
 /* y += a x over n floats. */
@@ -123,26 +144,26 @@ static inline CUresult pg_axpy(struct pg_kernels *K, CUstream s, CUdeviceptr y, 
                                uint64_t n)
 {
     void *p[] = { &y, &x, &a, &n };
-    return kit_launch(K->axpy, s, p);
+    return pg_launch(K->axpy, s, p, NULL);
 }
 
 static inline CUresult pg_tanh(struct pg_kernels *K, CUstream s, CUdeviceptr y, uint64_t n)
 {
     void *p[] = { &y, &n };
-    return kit_launch(K->tanh_f, s, p);
+    return pg_launch(K->tanh_f, s, p, NULL);
 }
 
 static inline CUresult pg_fill(struct pg_kernels *K, CUstream s, CUdeviceptr dst, uint32_t v, uint64_t n)
 {
     void *p[] = { &dst, &v, &n };
-    return kit_launch(K->fill, s, p);
+    return pg_launch(K->fill, s, p, NULL);
 }
 
 static inline CUresult pg_checksum(struct pg_kernels *K, CUstream s, CUdeviceptr out, CUdeviceptr data,
                                    uint64_t bytes)
 {
     void *p[] = { &out, &data, &bytes };
-    return kit_launch(K->checksum, s, p);
+    return pg_launch(K->checksum, s, p, NULL);
 }
 
 /* ---- the shim's paging API, when it is there ----------------------------------- */

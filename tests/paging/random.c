@@ -7,8 +7,11 @@
  * frees (cuMemFree, cuMemFreeAsync); host-to-device and device-to-host copies of
  * random ranges (synchronous pageable, asynchronous pinned); memsets (D8, D32,
  * synchronous and asynchronous); device-to-device copies; kernels (fill, axpy, gemv
- * in three argument forms, tanh, checksum) on interior ranges; synchronisations.
- * They run on the legacy stream and three non-blocking streams. Every buffer keeps
+ * in three argument forms, tanh, checksum) on interior ranges, launched through
+ * cuLaunchKernel, cuLaunchKernelEx or cuLaunchCooperativeKernel; synchronisations.
+ * They run on the default stream and three non-blocking streams (built with
+ * CUDA_API_PER_THREAD_DEFAULT_STREAM, every call is its _ptsz/_ptds variant and the
+ * default stream is the per-thread one). Every buffer keeps
  * an event recorded after its last access; an operation on another stream first
  * waits on it (cuMemFree waits on it from the host), so each buffer's accesses are
  * totally ordered and the simulator sees no race.
@@ -298,6 +301,7 @@ static void op_kernel(void)
 {
     int kind = (int)pg_range(&R, 0, 4);
     int si = (int)pg_range(&R, 0, NSTREAMS - 1);
+    pg_flavor = (int)pg_range(&R, 0, 2);
     int i = pick_live(-1, -1);
     struct buf *a = &B[i];
     size_t off, len;
