@@ -6,7 +6,8 @@
  * cuMemAllocFromPoolAsync on a created pool), each written completely right after;
  * frees (cuMemFree, cuMemFreeAsync); host-to-device and device-to-host copies of
  * random ranges (synchronous pageable, asynchronous pinned); memsets (D8, D32,
- * synchronous and asynchronous); device-to-device copies; kernels (fill, axpy, gemv
+ * synchronous and asynchronous); device-to-device copies; 2-D memsets and copies
+ * (cuMemsetD2D32Async, cuMemcpy2D, cuMemcpy2DAsync) of random pitched regions; kernels (fill, axpy, gemv
  * in three argument forms, tanh, checksum) on interior ranges, launched through
  * cuLaunchKernel, cuLaunchKernelEx or cuLaunchCooperativeKernel; synchronisations.
  * They run on the default stream and three non-blocking streams (built with
@@ -297,6 +298,92 @@ static void op_d2d(void)
     touched(s, si);
 }
 
+/* A random 2-D region inside b: *off, row width w bytes, pitch, h rows. */
+static void region_in(const struct buf *b, size_t *off, size_t *w, size_t *pitch, size_t *h)
+{
+    *w = 4 * pg_range(&R, 1, 1024);
+    if (*w > b->size)
+        *w = b->size / 4 * 4;
+    *pitch = *w + 4 * pg_range(&R, 0, 256);
+    *off = 4 * pg_range(&R, 0, (b->size - *w) / 4);
+    size_t maxh = (b->size - *off - *w) / *pitch + 1;
+    if (maxh > SLOT_BYTES / *w)
+        maxh = SLOT_BYTES / *w;
+    if (maxh > 1024)
+        maxh = 1024;
+    *h = pg_range(&R, 1, maxh);
+}
+
+/* 2-D memsets and copies (host-to-device, device-to-host, device-to-device). */
+static void op_2d(void)
+{
+    int i = pick_live(-1, -1);
+    struct buf *b = &B[i];
+    size_t off, w, pitch, h;
+    region_in(b, &off, &w, &pitch, &h);
+    int kind = (int)pg_range(&R, 0, 3);
+    int si = (int)pg_range(&R, 0, NSTREAMS - 1);
+    CUDA_MEMCPY2D c;
+    memset(&c, 0, sizeof(c));
+    c.WidthInBytes = w;
+    c.Height = h;
+    if (kind == 0) {
+        order(b, si);
+        CHECK_CU(cuMemsetD2D32Async(b->p + off, pitch, (uint32_t)pg_next(&R), w / 4, h, S[si]));
+        touched(b, si);
+        return;
+    }
+    if (kind == 1) { /* host (pinned, packed rows) to device, async */
+        struct slot *sl = take_slot();
+        gen_bytes(sl->h, w * h);
+        c.srcMemoryType = CU_MEMORYTYPE_HOST;
+        c.srcHost = sl->h;
+        c.srcPitch = w;
+        c.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+        c.dstDevice = b->p + off;
+        c.dstPitch = pitch;
+        order(b, si);
+        CHECK_CU(cuMemcpy2DAsync(&c, S[si]));
+        CHECK_CU(cuEventRecord(sl->ev, S[si]));
+        touched(b, si);
+        return;
+    }
+    if (kind == 2) { /* device to host (pageable), synchronous */
+        c.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+        c.srcDevice = b->p + off;
+        c.srcPitch = pitch;
+        c.dstMemoryType = CU_MEMORYTYPE_HOST;
+        c.dstHost = pageable;
+        c.dstPitch = w;
+        order(b, 0);
+        CHECK_CU(cuMemcpy2D(&c));
+        touched(b, 0);
+        printf("op %ld d2h 2d #%d +%zu %zux%zu pitch %zu fnv 0x%016llx\n", op, i, off, w, h, pitch,
+               (unsigned long long)pg_fnv(pageable, w * h));
+        return;
+    }
+    /* device to device: the same shape inside another buffer, when it fits */
+    int j = pick_live(i, -1);
+    if (j < 0)
+        return;
+    struct buf *d = &B[j];
+    size_t doff, dw, dpitch, dh;
+    region_in(d, &doff, &dw, &dpitch, &dh);
+    if (dw < w || dh < h)
+        return;
+    c.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+    c.srcDevice = b->p + off;
+    c.srcPitch = pitch;
+    c.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+    c.dstDevice = d->p + doff;
+    c.dstPitch = dpitch;
+    order(b, si);
+    order(d, si);
+    CHECK_CU(cuMemcpy2DAsync(&c, S[si]));
+    touched(b, si);
+    touched(d, si);
+}
+
 static void op_kernel(void)
 {
     int kind = (int)pg_range(&R, 0, 4);
@@ -419,8 +506,10 @@ int main(int argc, char **argv)
             else
                 CHECK_CU(cuMemsetD32Async(B[i].p + off, (uint32_t)pg_next(&R), len / 4, S[si]));
             touched(&B[i], si);
-        } else if (r < 62)
+        } else if (r < 58)
             op_d2d();
+        else if (r < 62)
+            op_2d();
         else if (r < 97)
             op_kernel();
         else if (r < 98)
