@@ -427,6 +427,16 @@ CUresult CUDAAPI cuTensorMapEncodeIm2col(CUtensorMap *map, CUtensorMapDataType t
     return r;
 }
 
+/* A descriptor moved to another tensor without a new encode: record its new bytes. */
+CUresult CUDAAPI cuTensorMapReplaceAddress(CUtensorMap *map, void *global)
+{
+    HOOK_BEGIN(cuTensorMapReplaceAddress);
+    CUresult r = real(map, global);
+    if (r == CUDA_SUCCESS && map && tracking())
+        bs_tensormap_record(map, global);
+    return r;
+}
+
 /* ---- unloads invalidate the launch path's parameter-layout cache ---- */
 
 CUresult CUDAAPI cuModuleUnload(CUmodule mod)
