@@ -96,6 +96,7 @@ extern struct bs_real_table bs_real;
 /* Driver functions the shim calls for itself and never hooks. */
 #define BS_DRIVER_FUNCTIONS(X)                                                 \
     X(cuFuncGetParamInfo, PFN_cuFuncGetParamInfo_v12040)                       \
+    X(cuKernelGetParamInfo, PFN_cuKernelGetParamInfo_v12040)                   \
     X(cuGetErrorName, PFN_cuGetErrorName_v6000)                                \
     X(cuDriverGetVersion, PFN_cuDriverGetVersion_v2020)                        \
     X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000)                              \

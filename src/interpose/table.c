@@ -201,9 +201,10 @@ static void init_once(void)
         int ver = 0;
         if (bs_drv.cuDriverGetVersion)
             bs_drv.cuDriverGetVersion(&ver);
-        if (!bs_drv.cuFuncGetParamInfo)
+        if (!bs_drv.cuFuncGetParamInfo && !bs_drv.cuKernelGetParamInfo)
             bs_log(BS_LOG_WARN, "the CUDA driver lacks cuFuncGetParamInfo (needs 12.4+): "
-                   "kernel parameters given as kernelParams cannot be scanned");
+                   "kernel parameters cannot be read, so nothing will be paged; "
+                   "update the NVIDIA driver");
         bs_log(BS_LOG_INFO, "blockswap %s active (pid %d, driver API %d.%d)",
                BS_VERSION, (int)getpid(), ver / 1000, ver % 1000 / 10);
         __atomic_store_n(&bs_active_flag, 1, __ATOMIC_RELEASE);

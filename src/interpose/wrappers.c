@@ -36,8 +36,10 @@ CUresult CUDAAPI cuGetProcAddress_v2(const char *symbol, void **pfn, int version
  * VRAM limit before the driver is asked, and tracked. */
 static bool manage(const CUdeviceptr *dptr, size_t size)
 {
-    /* tracking() first: it runs initialisation, which reads the configuration. */
-    return dptr && size && tracking() && size >= bs_cfg.min_bytes;
+    /* tracking() first: it runs initialisation, which reads the configuration.
+     * Without parameter layouts launches cannot be followed: nothing is paged. */
+    return dptr && size && tracking() && size >= bs_cfg.min_bytes &&
+           (bs_drv.cuFuncGetParamInfo || bs_drv.cuKernelGetParamInfo);
 }
 
 static CUresult managed_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)

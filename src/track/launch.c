@@ -83,15 +83,27 @@ static void ftable_put_locked(struct ftable *t, CUfunction f, struct layout *l)
     }
 }
 
+/* Asks the driver for f's parameters; f may also be a CUkernel (the library API
+ * that libcudart 12+ uses), which cuKernelGetParamInfo describes. The answer for index
+ * 0 tells which: CUDA_ERROR_INVALID_VALUE is "no such parameter" (none at all), any
+ * other error is a handle of the other kind, or no layout to be had. */
 static struct layout *layout_query(CUfunction f)
 {
     size_t off[MAX_PARAMS], size[MAX_PARAMS];
     uint32_t n = 0;
-    bool known = bs_drv.cuFuncGetParamInfo != NULL;
-    if (known) {
-        while (n < MAX_PARAMS &&
-               bs_drv.cuFuncGetParamInfo(f, n, &off[n], &size[n]) == CUDA_SUCCESS)
-            n++;
+    bool known = false;
+    CUresult r = CUDA_ERROR_NOT_SUPPORTED;
+    if (bs_drv.cuFuncGetParamInfo)
+        r = bs_drv.cuFuncGetParamInfo(f, 0, &off[0], &size[0]);
+    if (r == CUDA_SUCCESS || r == CUDA_ERROR_INVALID_VALUE) {
+        known = true;
+        while (r == CUDA_SUCCESS && ++n < MAX_PARAMS)
+            r = bs_drv.cuFuncGetParamInfo(f, n, &off[n], &size[n]);
+    } else if (bs_drv.cuKernelGetParamInfo) {
+        r = bs_drv.cuKernelGetParamInfo((CUkernel)f, 0, &off[0], &size[0]);
+        known = r == CUDA_SUCCESS || r == CUDA_ERROR_INVALID_VALUE;
+        while (r == CUDA_SUCCESS && ++n < MAX_PARAMS)
+            r = bs_drv.cuKernelGetParamInfo((CUkernel)f, n, &off[n], &size[n]);
     }
     struct layout *l = malloc(sizeof(*l) + n * sizeof(l->p[0]));
     if (!l)
