@@ -5,39 +5,27 @@
 #define _GNU_SOURCE
 #include "interpose/hook.h"
 
-/* A copy from the host: into host backing if the destination is not resident. */
+/* A copy between the host and device memory dev: page_call serves it from host
+ * backing when dev is managed and not resident; otherwise dev is made resident. */
+#define PAGED_HOST(page_call, dev, written, s, flags, call)                    \
+    do {                                                                       \
+        if (paging()) {                                                        \
+            CUresult r_ = (page_call);                                         \
+            if (r_ != BS_PAGE_NOT_HANDLED)                                     \
+                return r_;                                                     \
+            uint64_t a_[1] = { dev };                                          \
+            if ((r_ = bs_page_begin(a_, 1, written, s, flags)) != CUDA_SUCCESS) \
+                return r_;                                                     \
+            r_ = (call);                                                       \
+            bs_page_end();                                                     \
+            return r_;                                                         \
+        }                                                                      \
+        return (call);                                                         \
+    } while (0)
 #define PAGED_HTOD(dst, src, n, s, flags, call)                                \
-    do {                                                                       \
-        if (paging()) {                                                        \
-            CUresult r_ = bs_page_htod(dst, src, n, s, flags);                 \
-            if (r_ != BS_PAGE_NOT_HANDLED)                                     \
-                return r_;                                                     \
-            uint64_t a_[1] = { dst };                                          \
-            if ((r_ = bs_page_begin(a_, 1, 1, s, flags)) != CUDA_SUCCESS)      \
-                return r_;                                                     \
-            r_ = (call);                                                       \
-            bs_page_end();                                                     \
-            return r_;                                                         \
-        }                                                                      \
-        return (call);                                                         \
-    } while (0)
-
-/* A copy to the host: from host backing if the source is not resident. */
+    PAGED_HOST(bs_page_htod(dst, src, n, s, flags), dst, 1, s, flags, call)
 #define PAGED_DTOH(dst, src, n, s, flags, call)                                \
-    do {                                                                       \
-        if (paging()) {                                                        \
-            CUresult r_ = bs_page_dtoh(dst, src, n, s, flags);                 \
-            if (r_ != BS_PAGE_NOT_HANDLED)                                     \
-                return r_;                                                     \
-            uint64_t a_[1] = { src };                                          \
-            if ((r_ = bs_page_begin(a_, 1, 0, s, flags)) != CUDA_SUCCESS)      \
-                return r_;                                                     \
-            r_ = (call);                                                       \
-            bs_page_end();                                                     \
-            return r_;                                                         \
-        }                                                                      \
-        return (call);                                                         \
-    } while (0)
+    PAGED_HOST(bs_page_dtoh(dst, src, n, s, flags), src, 0, s, flags, call)
 
 /* Any other operation: the memory it names is made resident first. write_mask has
  * bit i set when addrs[i] is written. */
