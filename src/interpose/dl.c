@@ -14,34 +14,17 @@
 __attribute__((visibility("hidden"))) void *bs_libc_dlsym;
 __attribute__((visibility("hidden"))) void *bs_libc_dlvsym;
 
-struct elf_query {
-    const char *name;
-    const void *self; /* an address inside libblockswap */
-    bool seen_self;
-    void *found;
-};
-
-static bool object_contains(const struct dl_phdr_info *info, const void *addr)
-{
-    uintptr_t a = (uintptr_t)addr;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (a >= lo && a < lo + ph->p_memsz)
-            return true;
-    }
-    return false;
-}
+/* Sanitizer runtimes call dlsym from their own initialisation, before the shadow
+ * memory that instrumented code needs exists: the lookup path stays uninstrumented. */
+#define EARLY __attribute__((no_sanitize("address", "undefined", "thread")))
 
 /* glibc relocates most d_ptr entries in place; some ports leave them relative. */
-static uintptr_t dyn_ptr(const struct dl_phdr_info *info, uintptr_t p)
+EARLY static uintptr_t dyn_ptr(uintptr_t base, uintptr_t p)
 {
-    return p < info->dlpi_addr ? p + info->dlpi_addr : p;
+    return p < base ? p + base : p;
 }
 
-static size_t gnu_hash_symbol_count(const uint32_t *gh)
+EARLY static size_t gnu_hash_symbol_count(const uint32_t *gh)
 {
     uint32_t nbuckets = gh[0], symoffset = gh[1], bloom_size = gh[2];
     const uint32_t *buckets = gh + 4 + bloom_size * (sizeof(ElfW(Addr)) / 4);
@@ -59,64 +42,62 @@ static size_t gnu_hash_symbol_count(const uint32_t *gh)
 
 /* Looks `name` up in one object's dynamic symbol table: defined functions whose
  * version is the default one (or unversioned). */
-static void *lookup_in_object(const struct dl_phdr_info *info, const char *name)
+EARLY static void *lookup_in_object(uintptr_t base, const ElfW(Dyn) *dyn, const char *name)
 {
-    const ElfW(Dyn) *dyn = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    if (!dyn)
-        return NULL;
     const ElfW(Sym) *symtab = NULL;
     const char *strtab = NULL;
     const uint16_t *versym = NULL;
     size_t nsyms = 0;
-    for (; dyn->d_tag != DT_NULL; dyn++) {
+    for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
         switch (dyn->d_tag) {
-        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(info, dyn->d_un.d_ptr); break;
-        case DT_STRTAB: strtab = (const char *)dyn_ptr(info, dyn->d_un.d_ptr); break;
-        case DT_VERSYM: versym = (const uint16_t *)dyn_ptr(info, dyn->d_un.d_ptr); break;
-        case DT_HASH: nsyms = ((const uint32_t *)dyn_ptr(info, dyn->d_un.d_ptr))[1]; break;
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const char *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_VERSYM: versym = (const uint16_t *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_HASH: nsyms = ((const uint32_t *)dyn_ptr(base, dyn->d_un.d_ptr))[1]; break;
         case DT_GNU_HASH:
             if (!nsyms)
-                nsyms = gnu_hash_symbol_count((const uint32_t *)dyn_ptr(info, dyn->d_un.d_ptr));
+                nsyms = gnu_hash_symbol_count((const uint32_t *)dyn_ptr(base, dyn->d_un.d_ptr));
             break;
         }
     }
     if (!symtab || !strtab)
         return NULL;
     for (size_t i = 0; i < nsyms; i++) {
-        const ElfW(Sym) *s = &symtab[i];
-        if (s->st_shndx == SHN_UNDEF || ELF64_ST_TYPE(s->st_info) != STT_FUNC)
+        const ElfW(Sym) *sym = &symtab[i];
+        if (sym->st_shndx == SHN_UNDEF || ELF64_ST_TYPE(sym->st_info) != STT_FUNC)
             continue;
         if (versym && (versym[i] & 0x8000)) /* hidden: not the default version */
             continue;
-        if (strcmp(strtab + s->st_name, name) == 0)
-            return (void *)(info->dlpi_addr + s->st_value);
+        const char *a = strtab + sym->st_name, *b = name;
+        while (*a && *a == *b)
+            a++, b++;
+        if (*a == *b)
+            return (void *)(base + sym->st_value);
     }
     return NULL;
 }
 
-static int find_next_definition(struct dl_phdr_info *info, size_t size, void *data)
-{
-    struct elf_query *q = data;
-    if (object_contains(info, q->self)) {
-        q->seen_self = true;
-        return 0;
-    }
-    if (!q->seen_self)
-        return 0;
-    q->found = lookup_in_object(info, q->name);
-    return q->found != NULL;
-}
+extern ElfW(Dyn) _DYNAMIC[];
 
-/* What RTLD_NEXT would give libblockswap, found without calling dlsym (which is
- * ours). dl_iterate_phdr walks the objects in link-map order. */
-static void *next_definition(const char *name)
+/* What RTLD_NEXT would give libblockswap, found without calling anything: dlsym is
+ * ours, and functions such as dl_iterate_phdr may be intercepted by runtimes (the
+ * sanitizers) that call our dlsym before they are initialised. The dynamic linker's
+ * list of loaded objects, in load order, is plain memory. */
+EARLY static void *next_definition(const char *name)
 {
-    struct elf_query q = { .name = name, .self = (const void *)next_definition };
-    dl_iterate_phdr(find_next_definition, &q);
-    return q.found;
+    bool seen_self = false;
+    for (const struct link_map *lm = _r_debug.r_map; lm; lm = lm->l_next) {
+        if (lm->l_ld == _DYNAMIC) {
+            seen_self = true;
+            continue;
+        }
+        if (!seen_self)
+            continue;
+        void *p = lookup_in_object(lm->l_addr, lm->l_ld, name);
+        if (p)
+            return p;
+    }
+    return NULL;
 }
 
 /* The stubs jump through these pointers unconditionally: if libc's functions
@@ -133,7 +114,7 @@ static void *dlvsym_unavailable(void *handle, const char *name, const char *vers
     return dlsym_unavailable(handle, name);
 }
 
-static void resolve_libc(void)
+EARLY static void resolve_libc(void)
 {
     if (BS_LIKELY(__atomic_load_n(&bs_libc_dlvsym, __ATOMIC_ACQUIRE)))
         return;
@@ -195,7 +176,7 @@ static void *hook_lookup(void *handle, const char *name, void *found)
     return bs_real_adopt((enum bs_hook_id)id, found) ? wrapper : NULL;
 }
 
-void *bs_dlsym_hook(void *handle, const char *name)
+EARLY void *bs_dlsym_hook(void *handle, const char *name)
 {
     resolve_libc();
     if (!name || name[0] != 'c' || name[1] != 'u')
@@ -203,7 +184,7 @@ void *bs_dlsym_hook(void *handle, const char *name)
     return hook_lookup(handle, name, bs_real_dlsym(handle, name));
 }
 
-void *bs_dlvsym_hook(void *handle, const char *name, const char *version)
+EARLY void *bs_dlvsym_hook(void *handle, const char *name, const char *version)
 {
     resolve_libc();
     if (!name || name[0] != 'c' || name[1] != 'u')
