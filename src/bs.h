@@ -48,12 +48,20 @@ void bs_log_reset_after_fork(void);
 /* ---- config.c: the BLOCKSWAP_* table, strict parsing ---- */
 #define BS_SIZE_AUTO UINT64_MAX
 
+/* What cuMemGetInfo reports under blockswap. */
+enum bs_meminfo {
+    BS_MEMINFO_PAGED, /* the limit plus what host backing can still take */
+    BS_MEMINFO_LIMIT, /* the limit, minus what is resident and unmanaged */
+    BS_MEMINFO_REAL,  /* the driver's figures, unchanged */
+};
+
 struct bs_config {
     bool disable;                 /* BLOCKSWAP_DISABLE */
     uint64_t min_bytes;           /* BLOCKSWAP_MIN_BYTES: smallest managed allocation */
     uint64_t vram_limit;          /* BLOCKSWAP_VRAM_LIMIT, or BS_SIZE_AUTO */
     uint64_t reserve;             /* BLOCKSWAP_RESERVE */
     uint64_t host_limit;          /* BLOCKSWAP_HOST_LIMIT, or BS_SIZE_AUTO */
+    int meminfo;                  /* BLOCKSWAP_MEMINFO: enum bs_meminfo */
     enum bs_log_level log_level;  /* BLOCKSWAP_LOG_LEVEL */
     char log_file[256];           /* BLOCKSWAP_LOG_FILE, "" = stderr */
     uint64_t scan_limit;          /* BLOCKSWAP_SCAN_LIMIT: parameter bytes scanned per launch */
@@ -264,6 +272,7 @@ void bs_page_capture(CUstream s, unsigned flags, bool on);
 int bs_page_is_resident(uint64_t addr);
 int bs_page_pin(uint64_t addr, bool pin);
 void bs_page_stats(struct blockswap_stats *st);
+void bs_page_meminfo(size_t *free_b, size_t *total);
 void bs_page_reset(void);
 
 /* ---- config in force (interpose/table.c owns it) ---- */

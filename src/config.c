@@ -11,7 +11,7 @@
 
 extern char **environ;
 
-enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO };
+enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO, OPT_MEMINFO };
 
 struct opt {
     const char *name;
@@ -39,6 +39,10 @@ static const struct opt opts[] = {
     { "BLOCKSWAP_HOST_LIMIT", OPT_SIZE_AUTO, OFF(host_limit), "auto", 0, 1ull << 50,
       "Pinned host memory for evicted contents; auto: physical RAM minus 4 GiB (half of it "
       "below 8 GiB)." },
+    { "BLOCKSWAP_MEMINFO", OPT_MEMINFO, OFF(meminfo), "paged", 0, 0,
+      "What cuMemGetInfo reports: paged (free = the VRAM limit's free part plus the host "
+      "backing still available, so an application that loads only what fits loads it all "
+      "and lets blockswap page), limit (the VRAM limit only) or real (the driver's)." },
     { "BLOCKSWAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info", 0, 0,
       "How much blockswap logs: error, warn, info or debug." },
     { "BLOCKSWAP_LOG_FILE", OPT_PATH, OFF(log_file), "", 0, 0,
@@ -48,6 +52,7 @@ static const struct opt opts[] = {
 };
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const meminfo_names[] = { "paged", "limit", "real" };
 
 static const char *type_name(enum opt_type t)
 {
@@ -57,6 +62,7 @@ static const char *type_name(enum opt_type t)
     case OPT_PATH: return "path";
     case OPT_SIZE: return "size";
     case OPT_SIZE_AUTO: return "size or auto";
+    case OPT_MEMINFO: return "paged|limit|real";
     }
     return "?";
 }
@@ -129,6 +135,15 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
             }
         }
         snprintf(err, errlen, "accepted: error, warn, info, debug");
+        return -EINVAL;
+    case OPT_MEMINFO:
+        for (unsigned i = 0; i < BS_ARRAY_SIZE(meminfo_names); i++) {
+            if (strcmp(value, meminfo_names[i]) == 0) {
+                *(int *)field = (int)i;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "accepted: paged, limit, real");
         return -EINVAL;
     case OPT_PATH: {
         size_t n = strlen(value);

@@ -204,6 +204,17 @@ CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr ptr, CUstream s)
     FREE_BODY(real(ptr, s), s, BS_PAGE_STREAM_ORDERED | BS_PAGE_PTSZ);
 }
 
+/* What an application that sizes its work by free VRAM should see (see
+ * BLOCKSWAP_MEMINFO): managed memory needs VRAM only while it is used. */
+CUresult CUDAAPI cuMemGetInfo_v2(size_t *free_b, size_t *total)
+{
+    HOOK_BEGIN(cuMemGetInfo_v2);
+    CUresult r = real(free_b, total);
+    if (r == CUDA_SUCCESS && free_b && total && tracking())
+        bs_page_meminfo(free_b, total);
+    return r;
+}
+
 /* ---- the application's own VMM: pass through, account mapped bytes ---- */
 
 CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,

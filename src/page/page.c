@@ -687,6 +687,32 @@ void bs_page_stats(struct blockswap_stats *st)
     pthread_mutex_unlock(&lock);
 }
 
+/* pre: free_b and total hold the driver's figures. */
+void bs_page_meminfo(size_t *free_b, size_t *total)
+{
+    if (bs_cfg.meminfo == BS_MEMINFO_REAL)
+        return;
+    pthread_mutex_lock(&lock);
+    if (setup_locked() == CUDA_SUCCESS) {
+        uint64_t used = resident_bytes + unmanaged_bytes;
+        uint64_t vram_free = vram_limit > used ? vram_limit - used : 0;
+        if (bs_cfg.meminfo == BS_MEMINFO_LIMIT) {
+            *free_b = vram_free;
+            *total = vram_limit;
+        } else {
+            /* Resident memory without host backing yet will need it on eviction. */
+            uint64_t host_used = host_bytes;
+            for (int i = 0; i < nresident; i++)
+                if (!resident[i]->host)
+                    host_used += resident[i]->padded;
+            uint64_t host_free = host_limit > host_used ? host_limit - host_used : 0;
+            *free_b = vram_free + host_free;
+            *total = vram_limit + host_limit;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 void bs_page_reset(void)
 {
     pthread_mutex_init(&lock, NULL);

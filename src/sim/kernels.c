@@ -179,6 +179,7 @@ static void tanh_run(const unsigned char *a)
 
 /* ---- bs_checksum_u64(out, data, uint64_t bytes): 64-bit FNV-1a ----------------- */
 
+/* Also the plan of bs_fingerprint_u64: reads bytes at data, writes 8 at out. */
 static CUresult checksum_plan(const unsigned char *a, struct sim_accs *acc, uint64_t *min_ns)
 {
     PLAN_DONE(add(acc, u64_at(a, 8), bytes_of(u64_at(a, 16), 1), false) || add(acc, u64_at(a, 0), 8, true));
@@ -193,6 +194,40 @@ static void checksum_run(const unsigned char *a)
         h *= 0x100000001b3ull;
     }
     memcpy((void *)(uintptr_t)u64_at(a, 0), &h, sizeof(h));
+}
+
+/* ---- bs_fingerprint_u64(out, data, uint64_t bytes) ------------------------------
+ * n = ceil(bytes / 8) little-endian 64-bit words w_i, the last zero-padded;
+ * *out = bytes + sum_i fmix(w_i ^ (i * 0x9E3779B97F4A7C15)) mod 2^64, with fmix the
+ * splitmix64 finalizer. A sum of per-word mixes, so a GPU may add in any order. */
+
+static uint64_t fp_mix(uint64_t w, uint64_t i)
+{
+    uint64_t z = w ^ (i * 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void fingerprint_run(const unsigned char *a)
+{
+    const uint8_t *d = (const uint8_t *)(uintptr_t)u64_at(a, 8);
+    uint64_t bytes = u64_at(a, 16), full = bytes / 8, sum = bytes;
+    for (uint64_t i = 0; i < full; i++) {
+        uint64_t w;
+        memcpy(&w, d + 8 * i, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+#endif
+        sum += fp_mix(w, i);
+    }
+    if (bytes % 8) {
+        uint64_t w = 0;
+        for (uint64_t b = bytes; b-- > 8 * full;)
+            w = w << 8 | d[b];
+        sum += fp_mix(w, full);
+    }
+    memcpy((void *)(uintptr_t)u64_at(a, 0), &sum, sizeof(sum));
 }
 
 /* ---- bs_sleep(uint64_t ns): touches nothing, lasts ns ------------------------- */
@@ -281,6 +316,7 @@ static const struct sim_kernel kernels[] = {
     {"bs_axpy_f32", 4, {PTR, PTR, F32, U64}, axpy_plan, axpy_run},
     {"bs_tanh_f32", 2, {PTR, U64}, tanh_plan, tanh_run},
     {"bs_checksum_u64", 3, {PTR, PTR, U64}, checksum_plan, checksum_run},
+    {"bs_fingerprint_u64", 3, {PTR, PTR, U64}, checksum_plan, fingerprint_run},
     {"bs_gemv_struct_f32", 1, {P(32, 8)}, gemv_plan, gemv_run},
     {"bs_gemv_indirect_f32", 3, {PTR, U32, U32}, indirect_plan, indirect_run},
     {"bs_sleep", 1, {U64}, sleep_plan, sleep_run},
