@@ -65,6 +65,10 @@ struct blockswap_stats {
     uint64_t evictions;           /* allocations whose VRAM was released */
     uint64_t writeback_bytes;     /* bytes copied back to host backing on eviction */
     uint64_t oom_refusals;        /* calls refused with CUDA_ERROR_OUT_OF_MEMORY */
+    /* Block scheduling. */
+    uint64_t blocks;              /* transformer blocks found (detected or tagged), 0 if none */
+    uint64_t blocks_swapped;      /* how many of them stream through VRAM */
+    uint64_t block_bytes;         /* VRAM of the largest block */
 };
 
 /* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */
@@ -80,6 +84,11 @@ int blockswap_is_resident(uint64_t addr);
  * cannot see. Returns 0, -ENOENT (not managed), -ENOMEM (does not fit the VRAM
  * limit) or -EIO (a driver error, logged). */
 int blockswap_pin(uint64_t addr, int pin);
+
+/* Tags the managed allocation containing addr as part of transformer block `block`
+ * (blocks run in ascending order; -1 removes the tag). Tags take precedence over
+ * detection. Returns 0 or -ENOENT (not a managed allocation). */
+int blockswap_tag_block(uint64_t addr, int block);
 
 /* Calls that reached the shim through the named hooked entry point, e.g.
  * "cuMemAlloc_v2" or "cuLaunchKernel_ptsz". Returns -1 when name is not hooked. */

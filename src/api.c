@@ -73,3 +73,8 @@ BS_API int blockswap_pin(uint64_t addr, int pin)
 {
     return bs_page_pin(addr, pin != 0);
 }
+
+BS_API int blockswap_tag_block(uint64_t addr, int block)
+{
+    return bs_page_tag(addr, block);
+}

@@ -62,6 +62,8 @@ struct bs_config {
     uint64_t reserve;             /* BLOCKSWAP_RESERVE */
     uint64_t host_limit;          /* BLOCKSWAP_HOST_LIMIT, or BS_SIZE_AUTO */
     int meminfo;                  /* BLOCKSWAP_MEMINFO: enum bs_meminfo */
+    uint64_t blocks_to_swap;      /* BLOCKSWAP_BLOCKS_TO_SWAP, or BS_SIZE_AUTO */
+    uint64_t prefetch;            /* BLOCKSWAP_PREFETCH */
     enum bs_log_level log_level;  /* BLOCKSWAP_LOG_LEVEL */
     char log_file[256];           /* BLOCKSWAP_LOG_FILE, "" = stderr */
     uint64_t scan_limit;          /* BLOCKSWAP_SCAN_LIMIT: parameter bytes scanned per launch */
@@ -271,6 +273,7 @@ void bs_page_uncharge(uint64_t bytes);
 void bs_page_capture(CUstream s, unsigned flags, bool on);
 int bs_page_is_resident(uint64_t addr);
 int bs_page_pin(uint64_t addr, bool pin);
+int bs_page_tag(uint64_t addr, int block);
 void bs_page_stats(struct blockswap_stats *st);
 void bs_page_meminfo(size_t *free_b, size_t *total);
 void bs_page_reset(void);

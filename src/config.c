@@ -11,7 +11,8 @@
 
 extern char **environ;
 
-enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO, OPT_MEMINFO };
+enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO, OPT_MEMINFO,
+                OPT_COUNT, OPT_COUNT_AUTO };
 
 struct opt {
     const char *name;
@@ -39,6 +40,12 @@ static const struct opt opts[] = {
     { "BLOCKSWAP_HOST_LIMIT", OPT_SIZE_AUTO, OFF(host_limit), "auto", 0, 1ull << 50,
       "Pinned host memory for evicted contents; auto: physical RAM minus 4 GiB (half of it "
       "below 8 GiB)." },
+    { "BLOCKSWAP_BLOCKS_TO_SWAP", OPT_COUNT_AUTO, OFF(blocks_to_swap), "auto", 0, 100000,
+      "How many transformer blocks, the last ones in execution order, stream through VRAM; "
+      "the others stay resident. auto: the fewest that fit BLOCKSWAP_VRAM_LIMIT." },
+    { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "2", 1, 64,
+      "How many swapped blocks may be in VRAM or being copied at once: the one computing "
+      "and the next ones, copied in while it computes." },
     { "BLOCKSWAP_MEMINFO", OPT_MEMINFO, OFF(meminfo), "paged", 0, 0,
       "What cuMemGetInfo reports: paged (free = the VRAM limit's free part plus the host "
       "backing still available, so an application that loads only what fits loads it all "
@@ -63,6 +70,8 @@ static const char *type_name(enum opt_type t)
     case OPT_SIZE: return "size";
     case OPT_SIZE_AUTO: return "size or auto";
     case OPT_MEMINFO: return "paged|limit|real";
+    case OPT_COUNT: return "count";
+    case OPT_COUNT_AUTO: return "count or auto";
     }
     return "?";
 }
@@ -136,6 +145,25 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
         }
         snprintf(err, errlen, "accepted: error, warn, info, debug");
         return -EINVAL;
+    case OPT_COUNT_AUTO:
+    case OPT_COUNT: {
+        if (o->type == OPT_COUNT_AUTO && strcmp(value, "auto") == 0) {
+            *(uint64_t *)field = BS_SIZE_AUTO;
+            return 0;
+        }
+        uint64_t v = 0;
+        const char *c = value;
+        for (; *c >= '0' && *c <= '9' && v <= o->max; c++)
+            v = v * 10 + (uint64_t)(*c - '0');
+        if (c == value || *c || v < o->min || v > o->max) {
+            snprintf(err, errlen, "accepted: %sa whole number from %llu to %llu",
+                     o->type == OPT_COUNT_AUTO ? "auto or " : "",
+                     (unsigned long long)o->min, (unsigned long long)o->max);
+            return -EINVAL;
+        }
+        *(uint64_t *)field = v;
+        return 0;
+    }
     case OPT_MEMINFO:
         for (unsigned i = 0; i < BS_ARRAY_SIZE(meminfo_names); i++) {
             if (strcmp(value, meminfo_names[i]) == 0) {
@@ -230,7 +258,10 @@ void bs_config_print_help(int fd)
     for (unsigned i = 0; i < BS_ARRAY_SIZE(opts); i++) {
         const struct opt *o = &opts[i];
         char range[80] = "";
-        if (o->type == OPT_SIZE || o->type == OPT_SIZE_AUTO) {
+        if (o->type == OPT_COUNT || o->type == OPT_COUNT_AUTO) {
+            snprintf(range, sizeof(range), ", %llu..%llu", (unsigned long long)o->min,
+                     (unsigned long long)o->max);
+        } else if (o->type == OPT_SIZE || o->type == OPT_SIZE_AUTO) {
             char lo[32], hi[32];
             format_size(o->min, lo, sizeof(lo));
             format_size(o->max, hi, sizeof(hi));

@@ -8,30 +8,13 @@
 #define _GNU_SOURCE
 #include "bs.h"
 #include "blockswap.h"
+#include "page/page.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum residency { RES_EMPTY, RES_HOST, RES_DEVICE };
-
-struct managed {
-    uint64_t va, size, padded;
-    enum residency state;
-    bool dirty;      /* the device copy may differ from the host copy */
-    bool host_valid; /* the host backing holds the contents */
-    bool pinned;     /* never evicted: captured into a CUDA graph */
-    void *host;      /* pinned host backing, allocated on first need */
-    CUmemGenericAllocationHandle phys;
-    CUevent ready;   /* recorded after the page-in copy on the shim's H2D stream */
-    bool ready_pending;
-    uint64_t streams_used; /* stream slots that used it since it became resident */
-    uint64_t last_tick, period;
-    int resident_index;
-    struct managed *hash_next;
-};
 
 #define MAX_STREAMS 64
 struct stream_slot {
@@ -48,6 +31,9 @@ static size_t granularity;
 static CUmemAllocationProp prop;
 static uint64_t vram_limit, host_limit;
 static uint64_t resident_bytes, unmanaged_bytes, host_bytes, managed_bytes, managed_count;
+/* Activations and the like: unmanaged plus resident managed memory that was not loaded
+ * from the host. Its peak is the headroom block scheduling leaves. */
+static uint64_t resident_unloaded, other_peak;
 static uint64_t tick;
 static struct stream_slot slots[MAX_STREAMS];
 static int nslots;
@@ -211,6 +197,10 @@ static bool resident_add(struct managed *m)
     m->resident_index = nresident;
     resident[nresident++] = m;
     resident_bytes += m->padded;
+    if (!m->loaded)
+        resident_unloaded += m->padded;
+    if (resident_unloaded + unmanaged_bytes > other_peak)
+        other_peak = resident_unloaded + unmanaged_bytes;
     return true;
 }
 
@@ -221,6 +211,8 @@ static void resident_del(struct managed *m)
     resident[i]->resident_index = i;
     m->resident_index = -1;
     resident_bytes -= m->padded;
+    if (!m->loaded)
+        resident_unloaded -= m->padded;
 }
 
 /* Everything that used m completed and, if dirty, its contents are back in host
@@ -284,13 +276,14 @@ static bool in_ops(const struct managed *m, struct managed *const *keep, int nke
  * fixed resident set and streams the rest, where LRU would miss every time.
  * Allocations used once so far count as needed now; among equals the least
  * recently used goes first. */
-static struct managed *pick_victim(struct managed *const *keep, int nkeep)
+static struct managed *pick_victim_among(struct managed *const *keep, int nkeep,
+                                         bool spare_protected)
 {
     struct managed *best = NULL;
     uint64_t best_next = 0;
     for (int i = 0; i < nresident; i++) {
         struct managed *m = resident[i];
-        if (m->pinned || in_ops(m, keep, nkeep))
+        if (m->pinned || in_ops(m, keep, nkeep) || (spare_protected && bs_sched_protected(m)))
             continue;
         uint64_t next = m->period ? m->last_tick + m->period : tick;
         if (!best || next > best_next ||
@@ -300,6 +293,13 @@ static struct managed *pick_victim(struct managed *const *keep, int nkeep)
         }
     }
     return best;
+}
+
+/* Blocks the schedule protects (resident blocks, the swap window) go last. */
+static struct managed *pick_victim(struct managed *const *keep, int nkeep)
+{
+    struct managed *v = pick_victim_among(keep, nkeep, true);
+    return v ? v : pick_victim_among(keep, nkeep, false);
 }
 
 static CUresult make_room(uint64_t need, struct managed *const *keep, int nkeep,
@@ -386,6 +386,7 @@ unmap:
 
 static void note_use(struct managed *m, int slot, bool write)
 {
+    m->used = true;
     if (slot >= 0 && !slots[slot].capturing)
         m->streams_used |= 1ull << slot;
     if (write) {
@@ -396,6 +397,32 @@ static void note_use(struct managed *m, int slot, bool write)
     if (m->last_tick && tick - m->last_tick > 1)
         m->period = tick - m->last_tick;
     m->last_tick = tick;
+}
+
+/* ---- what schedule/ drives ---- */
+
+CUresult bs_page_prefetch_locked(struct managed *m)
+{
+    if (m->state == RES_DEVICE)
+        return CUDA_SUCCESS;
+    return make_resident(m, &m, 1, false);
+}
+
+CUresult bs_page_evict_locked(struct managed *m)
+{
+    if (m->state != RES_DEVICE || m->pinned)
+        return CUDA_SUCCESS;
+    return evict(m);
+}
+
+uint64_t bs_page_limit_locked(void)
+{
+    return vram_limit;
+}
+
+uint64_t bs_page_other_peak_locked(void)
+{
+    return other_peak;
 }
 
 /* ---- the operations ---- */
@@ -439,6 +466,10 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
     int slot = slot_of(s);
     bool capturing = slot >= 0 && slots[slot].capturing;
     CUresult r = CUDA_SUCCESS;
+    /* Scheduling first: it may evict blocks that are done and prefetch the next ones;
+     * anything of this operation it evicts is made resident again below. */
+    for (int i = 0; i < nm; i++)
+        bs_sched_use(ms[i]);
     for (int i = 0; i < nm && r == CUDA_SUCCESS; i++) {
         struct managed *m = ms[i];
         if (m->state != RES_DEVICE)
@@ -490,6 +521,8 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
     if (m->state == RES_EMPTY) { /* fresh device memory reads as zero in the simulator */
         memset(m->host, 0, off);
         memset((char *)m->host + off + n, 0, m->size - off - n);
+        if (!m->used)
+            bs_sched_loaded(m);
     }
     memcpy((char *)m->host + off, src, n);
     m->state = RES_HOST;
@@ -540,6 +573,7 @@ CUresult bs_page_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)
     m->size = size;
     m->padded = round_up(size, granularity);
     m->resident_index = -1;
+    m->block = m->tag = -1;
     CUdeviceptr va;
     if ((r = bs_drv.cuMemAddressReserve(&va, m->padded, granularity, 0, 0)) != CUDA_SUCCESS) {
         free(m);
@@ -575,6 +609,7 @@ CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags)
     CUresult r = BS_PAGE_NOT_HANDLED;
     if (!m)
         goto out;
+    bs_sched_forget(m);
     if (flags & BS_PAGE_STREAM_ORDERED)
         m->streams_used |= 1ull << (slot_of(norm_stream(s, flags)) & 63);
     if (m->state == RES_DEVICE) {
@@ -613,8 +648,11 @@ CUresult bs_page_charge(uint64_t bytes, const char *what)
     CUresult r = CUDA_SUCCESS;
     if (setup_locked() == CUDA_SUCCESS)
         r = make_room(bytes, NULL, 0, what);
-    if (r == CUDA_SUCCESS)
+    if (r == CUDA_SUCCESS) {
         unmanaged_bytes += bytes;
+        if (resident_unloaded + unmanaged_bytes > other_peak)
+            other_peak = resident_unloaded + unmanaged_bytes;
+    }
     pthread_mutex_unlock(&lock);
     return r;
 }
@@ -663,6 +701,19 @@ int bs_page_pin(uint64_t addr, bool pin)
     return err;
 }
 
+int bs_page_tag(uint64_t addr, int block)
+{
+    uint64_t base;
+    if (!bs_alloc_map_lookup(addr, &base))
+        return -ENOENT;
+    pthread_mutex_lock(&lock);
+    struct managed *m = find(base);
+    if (m)
+        bs_sched_tag(m, block);
+    pthread_mutex_unlock(&lock);
+    return m ? 0 : -ENOENT;
+}
+
 int bs_page_is_resident(uint64_t addr)
 {
     uint64_t base;
@@ -684,6 +735,7 @@ void bs_page_stats(struct blockswap_stats *st)
     st->unmanaged_bytes = unmanaged_bytes;
     st->host_backing_bytes = host_bytes;
     st->vram_limit = ready ? vram_limit : 0;
+    bs_sched_stats(st);
     pthread_mutex_unlock(&lock);
 }
 
@@ -720,4 +772,6 @@ void bs_page_reset(void)
     memset(table, 0, sizeof(table));
     nresident = nslots = 0;
     resident_bytes = unmanaged_bytes = host_bytes = managed_bytes = managed_count = 0;
+    resident_unloaded = other_peak = 0;
+    bs_sched_reset();
 }

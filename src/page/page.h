@@ -1,0 +1,51 @@
+/* page/page.h: what page/ shares with schedule/ only: the managed-allocation record and
+ * the residency operations that scheduling decisions drive. Callers hold the page lock. */
+#ifndef BS_PAGE_PAGE_H
+#define BS_PAGE_PAGE_H
+
+#include "bs.h"
+
+enum residency { RES_EMPTY, RES_HOST, RES_DEVICE };
+
+struct managed {
+    uint64_t va, size, padded;
+    enum residency state;
+    bool dirty;      /* the device copy may differ from the host copy */
+    bool host_valid; /* the host backing holds the contents */
+    bool pinned;     /* never evicted: captured into a CUDA graph */
+    void *host;      /* pinned host backing, allocated on first need */
+    CUmemGenericAllocationHandle phys;
+    CUevent ready;   /* recorded after the page-in copy on the shim's H2D stream */
+    bool ready_pending;
+    uint64_t streams_used; /* stream slots that used it since it became resident */
+    uint64_t last_tick, period;
+    int resident_index;
+    /* schedule/: */
+    int block;       /* index in execution order, -1 outside any block */
+    int tag;         /* blockswap_tag_block, -1 none */
+    bool loaded;     /* filled from the host before any kernel used it: a weight */
+    bool used;       /* some launch pointed into it */
+    struct managed *hash_next;
+};
+
+/* Starts making m resident (map, async copy on the shim's stream); callers' streams
+ * wait on m->ready when they use it. */
+CUresult bs_page_prefetch_locked(struct managed *m);
+/* Releases m's VRAM after the work that used it; writes back what may have changed. */
+CUresult bs_page_evict_locked(struct managed *m);
+uint64_t bs_page_limit_locked(void);
+/* VRAM in use by what is not in a block: unmanaged, and managed outside blocks. */
+uint64_t bs_page_other_peak_locked(void);
+
+/* ---- schedule/schedule.c ---- */
+void bs_sched_loaded(struct managed *m);
+/* A launch (or copy) uses m; may detect blocks and prefetch ahead. */
+void bs_sched_use(struct managed *m);
+/* True when eviction must leave m alone (a resident block, or the swap window). */
+bool bs_sched_protected(const struct managed *m);
+void bs_sched_forget(struct managed *m);
+void bs_sched_tag(struct managed *m, int block);
+void bs_sched_stats(struct blockswap_stats *st);
+void bs_sched_reset(void);
+
+#endif
