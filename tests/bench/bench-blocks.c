@@ -1,0 +1,345 @@
+/* bench-blocks: the block-swapping benchmark's program (a benchmark, not a test).
+ *
+ * A WAN-shaped transformer stack on the (simulated or real) driver: N blocks (40) with
+ * the tensors of a WAN 2.1/2.2 14B block, scaled down to model dimension d (default
+ * 1024, ffn f = 2.7 d rounded to 16), every tensor its own cuMemAlloc (--async:
+ * cuMemAllocAsync):
+ *
+ *   modulation [6,d]
+ *   self_attn.{q,k,v,o}.weight [d,d] + .bias [d], self_attn.norm_{q,k}.weight [d]
+ *   norm3.weight/bias [d]
+ *   cross_attn.{q,k,v,o}.weight [d,d] + .bias [d], cross_attn.norm_{q,k}.weight [d]
+ *   ffn.0.weight [f,d] + bias [f], ffn.2.weight [d,f] + bias [d]
+ *
+ * Elements are --elem-bytes wide (default 2, WAN's bf16; 4 for float32). Weights are
+ * loaded by host-to-device copies from pinned memory. Each step runs the blocks in
+ * order on one stream; per tensor one cheap kernel points at the whole allocation (so
+ * the shim pages it in): a bs_gemv_f32 over a 16-row float32 slice of each matrix, a
+ * bs_axpy_f32 over each vector. Compute is a bs_sleep after each matrix's gemv, its
+ * length proportional to the matrix's bytes (a GEMM's work is), so that one block
+ * computes for ratio * block_bytes / (PCIe GB/s) ns: --ratio is the compute-to-
+ * transfer ratio of one block. Activations are small unmanaged allocations.
+ *
+ * Step time is measured on the driver's timeline by events around each step. The
+ * program prints key=value lines:
+ *   sizes ...            byte counts (also alone with --print-sizes)
+ *   step S ms=... page_in_bytes=... writeback_bytes=... page_ins=... evictions=...
+ *                        (the byte counts from blockswap's stats, when preloaded)
+ *   checksum=0x...       FNV-1a of the final activations: the same for every run
+ *
+ * usage: bench-blocks [--blocks N] [--d D] [--f F] [--elem-bytes 2|4] [--steps S]
+ *                     [--ratio R] [--gbps G] [--async] [--print-sizes]
+ * --gbps defaults to CUDASIM_PCIE_GBPS, else 25. */
+#include "kit.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MiB (1024ull * 1024ull)
+#define SLICE_ROWS 16u
+
+static int nblocks = 40, steps = 4, async_mode, print_sizes;
+static uint32_t d = 1024, f, elem = 2;
+static double ratio = 1.0, gbps;
+
+enum { T_MAT, T_VEC };
+struct tdesc {
+    const char *name;
+    int kind;
+    size_t bytes;
+    uint32_t rows, cols; /* matrices: logical shape */
+};
+
+#define MAXT 32
+static struct tdesc T[MAXT];
+static int nt;
+
+static void add(const char *name, int kind, uint32_t rows, uint32_t cols)
+{
+    T[nt].name = name;
+    T[nt].kind = kind;
+    T[nt].rows = rows;
+    T[nt].cols = cols;
+    T[nt].bytes = (size_t)rows * cols * elem;
+    nt++;
+}
+
+/* In the order a WAN block's forward uses them. */
+static void layout(void)
+{
+    add("modulation", T_VEC, 6, d);
+    static const char *sa[] = { "self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o" };
+    static const char *sab[] = { "self_attn.q.bias", "self_attn.k.bias", "self_attn.v.bias", "self_attn.o.bias" };
+    static const char *ca[] = { "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o" };
+    static const char *cab[] = { "cross_attn.q.bias", "cross_attn.k.bias", "cross_attn.v.bias",
+                                 "cross_attn.o.bias" };
+    for (int i = 0; i < 3; i++) {
+        add(sa[i], T_MAT, d, d);
+        add(sab[i], T_VEC, 1, d);
+    }
+    add("self_attn.norm_q", T_VEC, 1, d);
+    add("self_attn.norm_k", T_VEC, 1, d);
+    add(sa[3], T_MAT, d, d);
+    add(sab[3], T_VEC, 1, d);
+    add("norm3.weight", T_VEC, 1, d);
+    add("norm3.bias", T_VEC, 1, d);
+    for (int i = 0; i < 3; i++) {
+        add(ca[i], T_MAT, d, d);
+        add(cab[i], T_VEC, 1, d);
+    }
+    add("cross_attn.norm_q", T_VEC, 1, d);
+    add("cross_attn.norm_k", T_VEC, 1, d);
+    add(ca[3], T_MAT, d, d);
+    add(cab[3], T_VEC, 1, d);
+    add("ffn.0", T_MAT, f, d);
+    add("ffn.0.bias", T_VEC, 1, f);
+    add("ffn.2", T_MAT, d, f);
+    add("ffn.2.bias", T_VEC, 1, d);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench-blocks [--blocks N] [--d D] [--f F] [--elem-bytes 2|4] [--steps S] "
+                    "[--ratio R] [--gbps G] [--async] [--print-sizes]\n");
+    exit(2);
+}
+
+static void parse(int argc, char **argv)
+{
+    const char *g = getenv("CUDASIM_PCIE_GBPS");
+    gbps = g && *g ? atof(g) : 25.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--async"))
+            async_mode = 1;
+        else if (!strcmp(a, "--print-sizes"))
+            print_sizes = 1;
+        else if (v && !strcmp(a, "--blocks"))
+            nblocks = atoi(v), i++;
+        else if (v && !strcmp(a, "--d"))
+            d = (uint32_t)atoi(v), i++;
+        else if (v && !strcmp(a, "--f"))
+            f = (uint32_t)atoi(v), i++;
+        else if (v && !strcmp(a, "--elem-bytes"))
+            elem = (uint32_t)atoi(v), i++;
+        else if (v && !strcmp(a, "--steps"))
+            steps = atoi(v), i++;
+        else if (v && !strcmp(a, "--ratio"))
+            ratio = atof(v), i++;
+        else if (v && !strcmp(a, "--gbps"))
+            gbps = atof(v), i++;
+        else
+            usage();
+    }
+    if (!f)
+        f = (uint32_t)(2.7 * d + 8) / 16 * 16;
+    if (nblocks < 1 || nblocks > 1000 || d < 64 || d > 8192 || d % 16 || f < 64 || f % 16 ||
+        (elem != 2 && elem != 4) || steps < 2 || steps > 100 || !(ratio >= 0) || !(gbps > 0))
+        usage();
+}
+
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+/* Fill n floats (a pure function of seed) in [-scale, scale). */
+static void fill_floats(float *dst, size_t n, uint64_t seed, float scale)
+{
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 0x1234567ull;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        dst[i] = ((float)(uint32_t)(s >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+    }
+}
+
+static uint64_t fnv(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+typedef int (*get_stats_fn)(struct blockswap_stats *);
+
+static void stats(get_stats_fn fn, struct blockswap_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (fn)
+        fn(s);
+}
+
+static CUresult launch(CUfunction fn, CUstream s, void **params)
+{
+    return cuLaunchKernel(fn, 1, 1, 1, 128, 1, 1, 0, s, params, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    parse(argc, argv);
+    layout();
+
+    size_t block_bytes = 0, block_paged = 0, block_managed = 0, block_small = 0, mat_bytes = 0, max_t = 0;
+    int nmat = 0;
+    for (int i = 0; i < nt; i++) {
+        block_bytes += T[i].bytes;
+        if (T[i].bytes > max_t)
+            max_t = T[i].bytes;
+        if (T[i].bytes >= 2 * MiB) { /* BLOCKSWAP_MIN_BYTES default: managed, 2 MiB pages */
+            block_managed += T[i].bytes;
+            block_paged += round_up(T[i].bytes, 2 * MiB);
+        } else
+            block_small += round_up(T[i].bytes, 4096); /* the simulator charges pages */
+        if (T[i].kind == T_MAT) {
+            mat_bytes += T[i].bytes;
+            nmat++;
+        }
+    }
+    /* Activations: x [d], y [SLICE_ROWS], out (checksum) — each at least a page. */
+    size_t act_bytes = round_up((size_t)d * 4, 4096) + round_up(SLICE_ROWS * 4, 4096) + 4096;
+    double compute_ns = ratio * (double)block_bytes / gbps; /* gbps GB/s = bytes per ns */
+    printf("sizes blocks=%d d=%u f=%u elem_bytes=%u tensors_per_block=%d matrices_per_block=%d "
+           "block_bytes=%zu block_managed=%zu block_paged=%zu block_small=%zu activation_bytes=%zu "
+           "rest_bytes=%zu model_bytes=%zu largest_tensor=%zu\n",
+           nblocks, d, f, elem, nt, nmat, block_bytes, block_managed, block_paged, block_small, act_bytes,
+           block_small * nblocks + act_bytes, block_bytes * nblocks, max_t);
+    printf("config steps=%d ratio=%g gbps=%g block_compute_ns=%.0f block_fill_ns=%.0f async=%d\n", steps,
+           ratio, gbps, compute_ns, (double)block_bytes / gbps, async_mode);
+    fflush(stdout);
+    if (print_sizes)
+        return 0;
+
+    struct kit K;
+    kit_init(&K);
+    CUfunction k_gemv = kit_fn(&K, "bs_gemv_f32"), k_axpy = kit_fn(&K, "bs_axpy_f32"),
+               k_tanh = kit_fn(&K, "bs_tanh_f32"), k_sleep = kit_fn(&K, "bs_sleep"),
+               k_sum = kit_fn(&K, "bs_checksum_u64");
+    get_stats_fn get_stats = (get_stats_fn)dlsym(RTLD_DEFAULT, "blockswap_get_stats");
+
+    CUstream cs, xs; /* compute, copy */
+    CHECK_CU(cuStreamCreate(&cs, CU_STREAM_NON_BLOCKING));
+    CHECK_CU(cuStreamCreate(&xs, CU_STREAM_NON_BLOCKING));
+
+    /* ---- load: one pinned staging buffer per block, copied tensor by tensor ---- */
+    CUdeviceptr *W = calloc((size_t)nblocks * nt, sizeof(*W));
+    unsigned char *stage;
+    CHECK(W);
+    CHECK_CU(cuMemAllocHost((void **)&stage, block_bytes));
+    fill_floats((float *)stage, block_bytes / 4, 7, 0.01f); /* bulk: the same for every block */
+    for (int b = 0; b < nblocks; b++) {
+        CHECK_CU(cuStreamSynchronize(xs)); /* the staging buffer is free again */
+        size_t off = 0;
+        for (int i = 0; i < nt; i++) {
+            CUdeviceptr *p = &W[(size_t)b * nt + i];
+            if (async_mode)
+                CHECK_CU(cuMemAllocAsync(p, T[i].bytes, xs));
+            else
+                CHECK_CU(cuMemAlloc(p, T[i].bytes));
+            /* What the kernels read differs per block: matrices their slice. */
+            size_t head = T[i].kind == T_MAT ? (size_t)SLICE_ROWS * d * 4 : T[i].bytes;
+            if (head > T[i].bytes)
+                head = T[i].bytes;
+            float scale = T[i].kind == T_MAT ? 1.5f / sqrtf((float)d) : 0.05f;
+            fill_floats((float *)(stage + off), head / 4, (uint64_t)b * MAXT + (uint64_t)i + 100, scale);
+            CHECK_CU(cuMemcpyHtoDAsync(*p, stage + off, T[i].bytes, xs));
+            off += T[i].bytes;
+        }
+    }
+    CHECK_CU(cuStreamSynchronize(xs));
+
+    /* ---- activations ---- */
+    CUdeviceptr x, y, out;
+    CHECK_CU(cuMemAlloc(&x, (size_t)d * 4));
+    CHECK_CU(cuMemAlloc(&y, SLICE_ROWS * 4));
+    CHECK_CU(cuMemAlloc(&out, 8));
+    float *x0 = malloc((size_t)d * 4);
+    CHECK(x0);
+    fill_floats(x0, d, 999, 0.5f);
+    CHECK_CU(cuMemcpyHtoD(x, x0, (size_t)d * 4));
+
+    CUevent *ev = calloc((size_t)steps + 1, sizeof(*ev));
+    struct blockswap_stats *st = calloc((size_t)steps + 1, sizeof(*st));
+    CHECK(ev && st);
+    for (int s = 0; s <= steps; s++)
+        CHECK_CU(cuEventCreate(&ev[s], CU_EVENT_DEFAULT));
+
+    /* ---- steps ---- */
+    uint32_t rows = SLICE_ROWS, cols = d;
+    uint64_t nd = d;
+    float a_mat = 0.05f, a_vec = 0.01f;
+    stats(get_stats, &st[0]);
+    CHECK_CU(cuEventRecord(ev[0], cs));
+    for (int s = 0; s < steps; s++) {
+        for (int b = 0; b < nblocks; b++) {
+            for (int i = 0; i < nt; i++) {
+                CUdeviceptr w = W[(size_t)b * nt + i];
+                if (T[i].kind == T_MAT) {
+                    void *pg[] = { &y, &w, &x, &rows, &cols };
+                    CHECK_CU(launch(k_gemv, cs, pg));
+                    uint64_t ny = SLICE_ROWS;
+                    void *pa[] = { &x, &y, &a_mat, &ny };
+                    CHECK_CU(launch(k_axpy, cs, pa));
+                    uint64_t ns = (uint64_t)llround(compute_ns * (double)T[i].bytes / (double)mat_bytes);
+                    if (ns) {
+                        void *ps[] = { &ns };
+                        CHECK_CU(launch(k_sleep, cs, ps));
+                    }
+                } else {
+                    uint64_t n = T[i].bytes / 4 < nd ? T[i].bytes / 4 : nd;
+                    void *pa[] = { &x, &w, &a_vec, &n };
+                    CHECK_CU(launch(k_axpy, cs, pa));
+                }
+            }
+            void *pt[] = { &x, &nd };
+            CHECK_CU(launch(k_tanh, cs, pt));
+        }
+        CHECK_CU(cuEventRecord(ev[s + 1], cs));
+        stats(get_stats, &st[s + 1]);
+    }
+    uint64_t bytes = (uint64_t)d * 4;
+    void *pc[] = { &out, &x, &bytes };
+    CHECK_CU(launch(k_sum, cs, pc));
+    uint64_t sum = 0;
+    CHECK_CU(cuMemcpyDtoHAsync(&sum, out, 8, cs));
+    CHECK_CU(cuStreamSynchronize(cs));
+    CHECK_CU(cuCtxSynchronize());
+
+    for (int s = 0; s < steps; s++) {
+        float ms = 0;
+        CHECK_CU(cuEventElapsedTime(&ms, ev[s], ev[s + 1]));
+        printf("step %d ms=%.6f page_in_bytes=%llu writeback_bytes=%llu page_ins=%llu evictions=%llu\n", s,
+               (double)ms, (unsigned long long)(st[s + 1].page_in_bytes - st[s].page_in_bytes),
+               (unsigned long long)(st[s + 1].writeback_bytes - st[s].writeback_bytes),
+               (unsigned long long)(st[s + 1].page_ins - st[s].page_ins),
+               (unsigned long long)(st[s + 1].evictions - st[s].evictions));
+    }
+    float *xf = malloc((size_t)d * 4);
+    CHECK(xf);
+    CHECK_CU(cuMemcpyDtoH(xf, x, (size_t)d * 4));
+    printf("checksum=0x%016llx host_fnv=0x%016llx shim_stats=%d\n", (unsigned long long)sum,
+           (unsigned long long)fnv(xf, (size_t)d * 4), get_stats != NULL);
+
+    /* ---- teardown ---- */
+    for (int b = 0; b < nblocks; b++)
+        for (int i = 0; i < nt; i++) {
+            if (async_mode)
+                CHECK_CU(cuMemFreeAsync(W[(size_t)b * nt + i], cs));
+            else
+                CHECK_CU(cuMemFree(W[(size_t)b * nt + i]));
+        }
+    CHECK_CU(cuStreamSynchronize(cs));
+    CHECK_CU(cuMemFree(x));
+    CHECK_CU(cuMemFree(y));
+    CHECK_CU(cuMemFree(out));
+    for (int s = 0; s <= steps; s++)
+        CHECK_CU(cuEventDestroy(ev[s]));
+    CHECK_CU(cuMemFreeHost(stage));
+    CHECK_CU(cuStreamDestroy(cs));
+    CHECK_CU(cuStreamDestroy(xs));
+    return 0;
+}
