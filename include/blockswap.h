@@ -64,6 +64,7 @@ struct blockswap_stats {
     uint64_t page_in_bytes;       /* bytes copied to the device for them */
     uint64_t evictions;           /* allocations whose VRAM was released */
     uint64_t writeback_bytes;     /* bytes copied back to host backing on eviction */
+    uint64_t writeback_skipped_bytes; /* bytes not copied back: fingerprint unchanged */
     uint64_t oom_refusals;        /* calls refused with CUDA_ERROR_OUT_OF_MEMORY */
     /* Block scheduling. */
     uint64_t blocks;              /* transformer blocks found (detected or tagged), 0 if none */

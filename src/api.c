@@ -46,6 +46,7 @@ BS_API int blockswap_get_stats(struct blockswap_stats *out)
     out->page_in_bytes = (uint64_t)bs_stat_get(BS_STAT_PAGE_IN_BYTES);
     out->evictions = (uint64_t)bs_stat_get(BS_STAT_EVICTIONS);
     out->writeback_bytes = (uint64_t)bs_stat_get(BS_STAT_WRITEBACK_BYTES);
+    out->writeback_skipped_bytes = (uint64_t)bs_stat_get(BS_STAT_WRITEBACK_SKIPPED_BYTES);
     out->oom_refusals = (uint64_t)bs_stat_get(BS_STAT_OOM_REFUSALS);
     bs_page_stats(out);
     return 0;

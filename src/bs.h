@@ -125,7 +125,9 @@ extern struct bs_real_table bs_real;
     X(cuEventQuery, PFN_cuEventQuery_v2000)                                    \
     X(cuEventSynchronize, PFN_cuEventSynchronize_v2000)                        \
     X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020)                          \
-    X(cuPointerGetAttribute, PFN_cuPointerGetAttribute_v4000)
+    X(cuPointerGetAttribute, PFN_cuPointerGetAttribute_v4000)                  \
+    X(cuModuleLoadData, PFN_cuModuleLoadData_v2000)                            \
+    X(cuModuleGetFunction, PFN_cuModuleGetFunction_v2000)
 
 struct bs_driver_table {
 #define BS_DRV_FIELD(name, pfn) pfn name;
@@ -240,6 +242,7 @@ enum bs_stat {
     BS_STAT_PAGE_IN_BYTES,
     BS_STAT_EVICTIONS,
     BS_STAT_WRITEBACK_BYTES,
+    BS_STAT_WRITEBACK_SKIPPED_BYTES,
     BS_STAT_HOST_WRITES,
     BS_STAT_OOM_REFUSALS,
     BS_STAT_COUNT

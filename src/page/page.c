@@ -139,6 +139,8 @@ static CUresult setup_locked(void)
         bs_log(BS_LOG_INFO, "VRAM limit %s (BLOCKSWAP_VRAM_LIMIT)", mib(vram_limit, a, sizeof(a)));
     }
     host_limit = bs_cfg.host_limit == BS_SIZE_AUTO ? host_ram_default() : bs_cfg.host_limit;
+    if (bs_fp_setup())
+        unmanaged_bytes += BS_FP_DEVICE_BYTES; /* the shim's own VRAM counts too */
     ready = true;
     return CUDA_SUCCESS;
 }
@@ -237,6 +239,18 @@ static CUresult evict(struct managed *m)
         if (r != CUDA_SUCCESS)
             return r;
     }
+    /* Used by kernels, but perhaps unchanged: compare with the page-in fingerprint. */
+    if (m->dirty && m->fp_in) {
+        bool same = false;
+        if ((r = bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h)) != CUDA_SUCCESS ||
+            (r = bs_fp_same(m->fp_slot, d2h, scratch[e], &same)) != CUDA_SUCCESS)
+            return r;
+        if (same) {
+            m->dirty = false;
+            m->host_valid = true;
+            bs_stat_add(BS_STAT_WRITEBACK_SKIPPED_BYTES, (int64_t)m->size);
+        }
+    }
     bool copy = m->dirty;
     if (copy) {
         if ((r = ensure_host(m)) != CUDA_SUCCESS)
@@ -255,6 +269,7 @@ static CUresult evict(struct managed *m)
     m->host_valid = m->host_valid || copy;
     m->state = m->host_valid ? RES_HOST : RES_EMPTY;
     m->dirty = false;
+    m->fp_in = false;
     m->ready_pending = false;
     m->streams_used = 0;
     resident_del(m);
@@ -357,8 +372,13 @@ static CUresult make_resident(struct managed *m, struct managed *const *keep, in
     if (m->state == RES_HOST) {
         if (!m->ready && (r = bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
             goto unmap;
-        if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS ||
-            (r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
+        if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS)
+            goto unmap;
+        if (m->fp_slot < 0)
+            m->fp_slot = bs_fp_slot_get();
+        m->fp_in = m->fp_slot >= 0 &&
+                   bs_fp_launch(m->fp_slot, 0, m->va, m->size, h2d) == CUDA_SUCCESS;
+        if ((r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
             goto unmap;
         m->ready_pending = true;
         /* A capturing stream cannot wait on an event from outside the capture. */
@@ -573,7 +593,7 @@ CUresult bs_page_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)
     m->size = size;
     m->padded = round_up(size, granularity);
     m->resident_index = -1;
-    m->block = m->tag = -1;
+    m->block = m->tag = m->fp_slot = -1;
     CUdeviceptr va;
     if ((r = bs_drv.cuMemAddressReserve(&va, m->padded, granularity, 0, 0)) != CUDA_SUCCESS) {
         free(m);
@@ -630,6 +650,7 @@ CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags)
     }
     if (m->ready)
         bs_drv.cuEventDestroy_v2(m->ready);
+    bs_fp_slot_put(m->fp_slot);
     bs_drv.cuMemAddressFree(m->va, m->padded);
     managed_bytes -= m->size;
     __atomic_store_n(&managed_count, managed_count - 1, __ATOMIC_RELAXED);
@@ -774,4 +795,5 @@ void bs_page_reset(void)
     resident_bytes = unmanaged_bytes = host_bytes = managed_bytes = managed_count = 0;
     resident_unloaded = other_peak = 0;
     bs_sched_reset();
+    bs_fp_reset();
 }

@@ -25,6 +25,9 @@ struct managed {
     int tag;         /* blockswap_tag_block, -1 none */
     bool loaded;     /* filled from the host before any kernel used it: a weight */
     bool used;       /* some launch pointed into it */
+    /* page/fingerprint.c: */
+    int fp_slot;     /* -1 none */
+    bool fp_in;      /* the slot holds the fingerprint taken at page-in from host backing */
     struct managed *hash_next;
 };
 
@@ -36,6 +39,16 @@ CUresult bs_page_evict_locked(struct managed *m);
 uint64_t bs_page_limit_locked(void);
 /* VRAM in use by what is not in a block: unmanaged, and managed outside blocks. */
 uint64_t bs_page_other_peak_locked(void);
+
+/* ---- page/fingerprint.c ---- */
+#define BS_FP_SLOTS 8192 /* managed allocations fingerprinted at once; the rest are copied back */
+#define BS_FP_DEVICE_BYTES (BS_FP_SLOTS * 16)
+bool bs_fp_setup(void);
+int bs_fp_slot_get(void);
+void bs_fp_slot_put(int slot);
+CUresult bs_fp_launch(int slot, int which, uint64_t va, uint64_t size, CUstream s);
+CUresult bs_fp_same(int slot, CUstream s, CUevent ev, bool *same);
+void bs_fp_reset(void);
 
 /* ---- schedule/schedule.c ---- */
 void bs_sched_loaded(struct managed *m);

@@ -61,11 +61,13 @@ void bs_stats_log_summary(void)
            (long long)bs_stat_get(BS_STAT_GRAPH_LAUNCHES));
     if (bs_stat_get(BS_STAT_PAGE_INS) || bs_stat_get(BS_STAT_HOST_WRITES))
         bs_log(BS_LOG_INFO, "exit: %lld page-ins (%.1f MiB to the GPU), %lld evictions "
-               "(%.1f MiB written back), %lld host-backing writes, %lld refusals for lack of VRAM",
+               "(%.1f MiB written back, %.1f MiB unchanged and not), %lld host-backing "
+               "writes, %lld refusals for lack of VRAM",
                (long long)bs_stat_get(BS_STAT_PAGE_INS),
                bs_stat_get(BS_STAT_PAGE_IN_BYTES) / 1048576.0,
                (long long)bs_stat_get(BS_STAT_EVICTIONS),
                bs_stat_get(BS_STAT_WRITEBACK_BYTES) / 1048576.0,
+               bs_stat_get(BS_STAT_WRITEBACK_SKIPPED_BYTES) / 1048576.0,
                (long long)bs_stat_get(BS_STAT_HOST_WRITES),
                (long long)bs_stat_get(BS_STAT_OOM_REFUSALS));
 }

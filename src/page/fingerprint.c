@@ -1,0 +1,79 @@
+/* page/fingerprint.c: write-back elision. When a weight is paged in, a kernel of the
+ * shim's own fingerprints it on the GPU; at eviction the same kernel runs again, and if
+ * the two fingerprints agree the contents are still those of the host backing, so no
+ * byte is copied back. Owns the fingerprint kernel, its device slots and host buffer.
+ * Callers hold the page lock. */
+#define _GNU_SOURCE
+#include "bs.h"
+#include "page/page.h"
+
+#include "bs_kernels_ptx.h"
+
+#include <stdlib.h>
+
+#define SLOTS BS_FP_SLOTS
+
+static CUmodule mod;
+static CUfunction fn;
+static CUdeviceptr dev;     /* SLOTS x { at page-in, at eviction } */
+static uint64_t *host;      /* pinned, 2 words */
+static int free_slots[SLOTS], nfree;
+static bool usable;
+
+bool bs_fp_setup(void)
+{
+    CUresult r;
+    if ((r = bs_drv.cuModuleLoadData(&mod, bs_kernels_ptx)) != CUDA_SUCCESS ||
+        (r = bs_drv.cuModuleGetFunction(&fn, mod, "bs_fingerprint_u64")) != CUDA_SUCCESS ||
+        (r = bs_real.cuMemAlloc_v2(&dev, BS_FP_DEVICE_BYTES)) != CUDA_SUCCESS ||
+        (r = bs_drv.cuMemHostAlloc((void **)&host, 16, 0)) != CUDA_SUCCESS) {
+        bs_log(BS_LOG_WARN, "cannot load the fingerprint kernel (CUDA error %d): every "
+               "evicted weight that kernels used will be copied back", (int)r);
+        return false;
+    }
+    for (int i = 0; i < SLOTS; i++)
+        free_slots[i] = SLOTS - 1 - i;
+    nfree = SLOTS;
+    usable = true;
+    return true;
+}
+
+int bs_fp_slot_get(void)
+{
+    return usable && nfree ? free_slots[--nfree] : -1;
+}
+
+void bs_fp_slot_put(int slot)
+{
+    if (slot >= 0 && nfree < SLOTS)
+        free_slots[nfree++] = slot;
+}
+
+/* Fingerprints [va, va+size) into word `which` (0 page-in, 1 eviction) of slot, on s. */
+CUresult bs_fp_launch(int slot, int which, uint64_t va, uint64_t size, CUstream s)
+{
+    CUdeviceptr out = dev + (uint64_t)slot * 16 + (uint64_t)which * 8;
+    CUdeviceptr data = va;
+    uint64_t bytes = size;
+    void *params[] = { &out, &data, &bytes };
+    /* One block of 1024 threads: the kernel's documented launch shape. */
+    return bs_real.cuLaunchKernel(fn, 1, 1, 1, 1024, 1, 1, 0, s, params, NULL);
+}
+
+/* Reads both fingerprints of slot after the work on s; true when they agree. */
+CUresult bs_fp_same(int slot, CUstream s, CUevent ev, bool *same)
+{
+    CUresult r = bs_real.cuMemcpyDtoHAsync_v2(host, dev + (uint64_t)slot * 16, 16, s);
+    if (r == CUDA_SUCCESS)
+        r = bs_drv.cuEventRecord(ev, s);
+    if (r == CUDA_SUCCESS)
+        r = bs_drv.cuEventSynchronize(ev);
+    *same = r == CUDA_SUCCESS && host[0] == host[1];
+    return r;
+}
+
+void bs_fp_reset(void)
+{
+    usable = false;
+    nfree = 0;
+}
