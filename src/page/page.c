@@ -269,7 +269,7 @@ static CUresult evict(struct managed *m)
     m->host_valid = m->host_valid || copy;
     m->state = m->host_valid ? RES_HOST : RES_EMPTY;
     m->dirty = false;
-    m->fp_in = false;
+    m->fp_in = m->fp_due = false;
     m->ready_pending = false;
     m->streams_used = 0;
     resident_del(m);
@@ -374,10 +374,7 @@ static CUresult make_resident(struct managed *m, struct managed *const *keep, in
             goto unmap;
         if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS)
             goto unmap;
-        if (m->fp_slot < 0)
-            m->fp_slot = bs_fp_slot_get();
-        m->fp_in = m->fp_slot >= 0 &&
-                   bs_fp_launch(m->fp_slot, 0, m->va, m->size, h2d) == CUDA_SUCCESS;
+        m->fp_due = true; /* fingerprinted by its first user, see bs_page_begin */
         if ((r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
             goto unmap;
         m->ready_pending = true;
@@ -503,6 +500,16 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
                 r = bs_drv.cuEventSynchronize(m->ready), m->ready_pending = r != CUDA_SUCCESS;
             else
                 r = bs_drv.cuStreamWaitEvent(s, m->ready, 0);
+        }
+        /* The page-in fingerprint runs on the first user's stream, after the copy and
+         * before the user's work: a kernel that waits for a copy on its own stream
+         * then holds up nobody else's work, on any GPU or scheduler model. */
+        if (r == CUDA_SUCCESS && m->fp_due && !capturing) {
+            m->fp_due = false;
+            if (m->fp_slot < 0)
+                m->fp_slot = bs_fp_slot_get();
+            m->fp_in = m->fp_slot >= 0 &&
+                       bs_fp_launch(m->fp_slot, 0, m->va, m->size, s) == CUDA_SUCCESS;
         }
         if (capturing)
             m->pinned = true; /* a graph may replay it at any time: stays resident */

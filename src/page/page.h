@@ -28,6 +28,7 @@ struct managed {
     /* page/fingerprint.c: */
     int fp_slot;     /* -1 none */
     bool fp_in;      /* the slot holds the fingerprint taken at page-in from host backing */
+    bool fp_due;     /* paged in from host backing, not fingerprinted yet */
     struct managed *hash_next;
 };
 
