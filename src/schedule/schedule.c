@@ -1,6 +1,6 @@
 /* schedule/schedule.c: the transformer stack. Finds the blocks, from what the shim sees
- * (weights filled from the host, taken in the order launches first use them, whose
- * sizes repeat with a period) or from the application's tags; then applies
+ * (weights: allocations filled from the host before any kernel used them, in the order
+ * they were filled, whose sizes repeat with a period) or from the application's tags; then applies
  * BLOCKSWAP_BLOCKS_TO_SWAP and BLOCKSWAP_PREFETCH: the first N-k blocks stay resident,
  * the last k stream through a window of d blocks, the next ones copied in while the
  * current one computes. Owns no memory operation: it drives page/, under its lock. */
@@ -21,9 +21,8 @@ struct block {
     uint64_t bytes;
 };
 
-static struct managed **order; /* loaded allocations, in the order launches first used them */
+static struct managed **order; /* weights, in the order they were loaded */
 static int norder, cap_order;
-static int loaded_count, loaded_used;
 static struct managed **tagged;
 static int ntagged, cap_tagged;
 static bool detected, tags_dirty;
@@ -132,9 +131,12 @@ static void measure(void)
             outside += order[i]->padded;
 }
 
-/* The longest stretch of the first-use order whose sizes repeat with period p: blocks
- * of p allocations each. Embeddings before and the head after stay outside; so do
- * small shared segments first used inside block 0 (they break the period there). */
+/* The longest stretch of the load order whose sizes repeat with period p: blocks of p
+ * allocations each. Models are loaded parameter by parameter in module order, which
+ * is the order blocks run in; embeddings before and the head after stay outside, and
+ * so do small shared segments first filled inside block 0 (they break the period
+ * there). Detection runs at the first launch after loading, so the budget of the
+ * chosen k holds from the first step on. */
 static void detect(void)
 {
     detected = true;
@@ -256,21 +258,16 @@ static void enter(int b)
 
 void bs_sched_loaded(struct managed *m)
 {
-    if (!m->loaded) {
+    if (!m->loaded && push(&order, &norder, &cap_order, m))
         m->loaded = true;
-        loaded_count++;
-    }
 }
 
 void bs_sched_use(struct managed *m)
 {
-    if (!m->used && m->loaded && push(&order, &norder, &cap_order, m))
-        loaded_used++;
     m->used = true;
     if (tags_dirty)
         build_from_tags();
-    else if (!detected && !ntagged && loaded_count >= 2 * MIN_BLOCKS &&
-             loaded_used == loaded_count)
+    else if (!detected && !ntagged && norder >= 2 * MIN_BLOCKS)
         detect();
     if (m->block >= 0 && swapped(m->block))
         enter(m->block);
@@ -297,12 +294,8 @@ void bs_sched_forget(struct managed *m)
 {
     if (m->block >= 0)
         forget_blocks();
-    if (m->loaded) {
-        loaded_count--;
-        if (m->used)
-            loaded_used--;
+    if (m->loaded)
         drop(order, &norder, m);
-    }
     if (m->tag >= 0) {
         drop(tagged, &ntagged, m);
         tags_dirty = true;
@@ -320,7 +313,6 @@ void bs_sched_reset(void)
 {
     order = tagged = NULL;
     norder = cap_order = ntagged = cap_tagged = 0;
-    loaded_count = loaded_used = 0;
     blocks = NULL;
     nblocks = swap_start = 0;
     current = -1;
