@@ -48,6 +48,12 @@ void bs_log_reset_after_fork(void);
 /* ---- config.c: the BLOCKSWAP_* table, strict parsing ---- */
 #define BS_SIZE_AUTO UINT64_MAX
 
+/* How swapped blocks move (BLOCKSWAP_POLICY). */
+enum bs_policy {
+    BS_POLICY_STREAM, /* prefetch ahead, evict behind, no needless copies */
+    BS_POLICY_SYNC,   /* for comparison: what the Python block-swap nodes do */
+};
+
 /* What cuMemGetInfo reports under blockswap. */
 enum bs_meminfo {
     BS_MEMINFO_PAGED, /* the limit plus what host backing can still take */
@@ -64,6 +70,7 @@ struct bs_config {
     int meminfo;                  /* BLOCKSWAP_MEMINFO: enum bs_meminfo */
     uint64_t blocks_to_swap;      /* BLOCKSWAP_BLOCKS_TO_SWAP, or BS_SIZE_AUTO */
     uint64_t prefetch;            /* BLOCKSWAP_PREFETCH */
+    int policy;                   /* BLOCKSWAP_POLICY: enum bs_policy */
     enum bs_log_level log_level;  /* BLOCKSWAP_LOG_LEVEL */
     char log_file[256];           /* BLOCKSWAP_LOG_FILE, "" = stderr */
     uint64_t scan_limit;          /* BLOCKSWAP_SCAN_LIMIT: parameter bytes scanned per launch */

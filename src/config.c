@@ -12,7 +12,7 @@
 extern char **environ;
 
 enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO, OPT_MEMINFO,
-                OPT_COUNT, OPT_COUNT_AUTO };
+                OPT_COUNT, OPT_COUNT_AUTO, OPT_POLICY };
 
 struct opt {
     const char *name;
@@ -46,6 +46,10 @@ static const struct opt opts[] = {
     { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "2", 1, 64,
       "How many swapped blocks may be in VRAM or being copied at once: the one computing "
       "and the next ones, copied in while it computes." },
+    { "BLOCKSWAP_POLICY", OPT_POLICY, OFF(policy), "stream", 0, 0,
+      "stream: copy the next swapped blocks in while the current one computes, and copy "
+      "back only what changed. sync: for comparison, what the Python block-swap nodes do "
+      "(synchronise, copy in, compute, copy everything back, block by block)." },
     { "BLOCKSWAP_MEMINFO", OPT_MEMINFO, OFF(meminfo), "paged", 0, 0,
       "What cuMemGetInfo reports: paged (free = the VRAM limit's free part plus the host "
       "backing still available, so an application that loads only what fits loads it all "
@@ -60,6 +64,7 @@ static const struct opt opts[] = {
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 static const char *const meminfo_names[] = { "paged", "limit", "real" };
+static const char *const policy_names[] = { "stream", "sync" };
 
 static const char *type_name(enum opt_type t)
 {
@@ -71,6 +76,7 @@ static const char *type_name(enum opt_type t)
     case OPT_SIZE_AUTO: return "size or auto";
     case OPT_MEMINFO: return "paged|limit|real";
     case OPT_COUNT: return "count";
+    case OPT_POLICY: return "stream|sync";
     case OPT_COUNT_AUTO: return "count or auto";
     }
     return "?";
@@ -164,6 +170,15 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
         *(uint64_t *)field = v;
         return 0;
     }
+    case OPT_POLICY:
+        for (unsigned i = 0; i < BS_ARRAY_SIZE(policy_names); i++) {
+            if (strcmp(value, policy_names[i]) == 0) {
+                *(int *)field = (int)i;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "accepted: stream, sync");
+        return -EINVAL;
     case OPT_MEMINFO:
         for (unsigned i = 0; i < BS_ARRAY_SIZE(meminfo_names); i++) {
             if (strcmp(value, meminfo_names[i]) == 0) {

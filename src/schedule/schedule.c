@@ -225,6 +225,8 @@ static bool in_window(int b)
 {
     if (current < 0 || !swapped(b))
         return false;
+    if (bs_cfg.policy == BS_POLICY_SYNC)
+        return b == current;
     for (int i = 0, w = current; i < window; i++, w = next_swapped(w))
         if (w == b)
             return true;
@@ -242,6 +244,21 @@ static void for_members(int b, CUresult (*op)(struct managed *))
             op(v[i]);
 }
 
+static CUresult evict_with_copy(struct managed *m)
+{
+    m->dirty = true; /* the Python nodes copy every block back, changed or not */
+    m->fp_in = false;
+    return bs_page_evict_locked(m);
+}
+
+static CUresult fill_and_wait(struct managed *m)
+{
+    CUresult r = bs_page_prefetch_locked(m);
+    if (r == CUDA_SUCCESS && m->ready_pending && bs_drv.cuEventSynchronize(m->ready) == CUDA_SUCCESS)
+        m->ready_pending = false;
+    return r;
+}
+
 /* A swapped block starts computing: blocks behind the window go (their work is
  * issued and is all that eviction waits for), the ones ahead are copied in now. */
 static void enter(int b)
@@ -249,6 +266,15 @@ static void enter(int b)
     if (b == current)
         return;
     current = b;
+    if (bs_cfg.policy == BS_POLICY_SYNC) {
+        /* Device-wide synchronisation, copy back, copy in, block by block. */
+        bs_drv.cuCtxSynchronize();
+        for (int j = swap_start; j < nblocks; j++)
+            if (j != b)
+                for_members(j, evict_with_copy);
+        for_members(b, fill_and_wait);
+        return;
+    }
     for (int j = swap_start; j < nblocks; j++)
         if (!in_window(j))
             for_members(j, bs_page_evict_locked);

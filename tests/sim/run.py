@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--shim-env", action="append", default=[])
     ap.add_argument("--max-peak", type=int)
+    ap.add_argument("--max-d2h", type=int, help="fail when the simulator's d2h_bytes exceed this")
     ap.add_argument("--expect-stderr", action="append", default=[])
     ap.add_argument("--forbid-stderr", action="append", default=[])
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -51,7 +52,8 @@ def main():
     shim_env = dict(env_extra, **dict(kv.split("=", 1) for kv in a.shim_env))
     ok = True
 
-    p, rep = run(cmd, a.shim, shim_env, a.report or a.max_peak is not None)
+    p, rep = run(cmd, a.shim, shim_env,
+                 a.report or a.max_peak is not None or a.max_d2h is not None)
     sys.stdout.write(p.stdout)
     sys.stderr.write(p.stderr)
     if p.returncode != 0:
@@ -76,6 +78,13 @@ def main():
             ok = False
         else:
             print(f"peak_device_bytes {peak} <= {a.max_peak}")
+    if a.max_d2h is not None:
+        d2h = rep.get("d2h_bytes") if rep else None
+        if d2h is None or d2h > a.max_d2h:
+            print(f"FAIL: d2h_bytes {d2h} exceeds {a.max_d2h}", file=sys.stderr)
+            ok = False
+        else:
+            print(f"d2h_bytes {d2h} <= {a.max_d2h}")
     if a.compare:
         q, _ = run(cmd, None, env_extra, False)
         if q.returncode != 0 or q.stdout != p.stdout:

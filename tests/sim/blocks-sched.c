@@ -1,0 +1,104 @@
+/* sim: block scheduling. A small WAN-like stack: an 8 MiB embedding, 8 blocks of three
+ * 4 MiB attention matrices and one 6 MiB ffn matrix, an 8 MiB head, all loaded from the
+ * host, then 3 steps over the blocks in order. Block 5's ffn matrix is changed in place
+ * during step 1. Prints the final checksum on stdout (identical with and without the
+ * shim) and, under the shim, checks blockswap's view: blocks found, blocks swapped as
+ * BLOCKSWAP_BLOCKS_TO_SWAP asks (argv[2], or -1 to skip), unchanged weights not copied
+ * back (skipped when argv[2] is -1). argv[1]: "detect" or "tag" (the program tags the
+ * blocks itself). */
+#include "kit.h"
+
+#define MiB (1024ull * 1024)
+#define NB 8
+
+static CUdeviceptr alloc_loaded(size_t bytes, uint32_t seed)
+{
+    CUdeviceptr p;
+    CHECK_CU(cuMemAlloc(&p, bytes));
+    float *h = malloc(bytes);
+    CHECK(h != NULL);
+    for (size_t i = 0; i < bytes / 4; i++)
+        h[i] = (float)((seed * 2654435761u + (uint32_t)i * 40503u) % 1000) / 1000.0f - 0.5f;
+    CHECK_CU(cuMemcpyHtoD(p, h, bytes));
+    free(h);
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(argc > 2);
+    bool tag = strcmp(argv[1], "tag") == 0;
+    int want_swapped = atoi(argv[2]);
+    struct kit k;
+    kit_init(&k);
+    CUfunction gemv = kit_fn(&k, "bs_gemv_f32"), axpy = kit_fn(&k, "bs_axpy_f32");
+    CUfunction tanh_f = kit_fn(&k, "bs_tanh_f32"), sum = kit_fn(&k, "bs_checksum_u64");
+    CUfunction sleep_f = kit_fn(&k, "bs_sleep");
+
+    CUdeviceptr embed = alloc_loaded(8 * MiB, 1), w[NB][4], head;
+    for (int b = 0; b < NB; b++)
+        for (int m = 0; m < 4; m++)
+            w[b][m] = alloc_loaded(m < 3 ? 4 * MiB : 6 * MiB, (uint32_t)(10 * b + m + 2));
+    head = alloc_loaded(8 * MiB, 99);
+    int (*tag_fn)(uint64_t, int) = (int (*)(uint64_t, int))dlsym(RTLD_DEFAULT, "blockswap_tag_block");
+    if (tag && tag_fn) { /* without the shim (the reference run) there is nothing to tag */
+        for (int b = 0; b < NB; b++)
+            for (int m = 0; m < 4; m++)
+                CHECK(tag_fn(w[b][m] + 64, b) == 0); /* interior addresses tag too */
+    }
+    CUdeviceptr x, y, out;
+    CHECK_CU(cuMemAlloc(&x, 4096));
+    CHECK_CU(cuMemAlloc(&y, 4096));
+    CHECK_CU(cuMemAlloc(&out, 8));
+    CHECK_CU(cuMemsetD32(x, 0x3c23d70a, 1024)); /* 0.01f */
+
+    uint32_t rows = 16, cols = 1024;
+    uint64_t n = 16, ns = 200000; /* 0.2 ms of compute per matrix */
+    float a = 0.5f;
+    for (int s = 0; s < 3; s++) {
+        CUdeviceptr seq[2 + NB * 4];
+        int ns_ = 0;
+        seq[ns_++] = embed;
+        for (int b = 0; b < NB; b++)
+            for (int m = 0; m < 4; m++)
+                seq[ns_++] = w[b][m];
+        seq[ns_++] = head;
+        for (int i = 0; i < ns_; i++) {
+            void *gp[] = { &y, &seq[i], &x, &rows, &cols };
+            CHECK_CU(kit_launch(gemv, NULL, gp));
+            void *tp[] = { &y, &n };
+            CHECK_CU(kit_launch(tanh_f, NULL, tp));
+            void *sp[] = { &ns };
+            CHECK_CU(kit_launch(sleep_f, NULL, sp));
+            CUdeviceptr t = x; x = y; y = t;
+        }
+        if (s == 1) { /* a LoRA-like patch applied in place to one weight */
+            uint64_t cnt = 1024; /* x holds 1024 floats */
+            void *ap[] = { &w[5][3], &x, &a, &cnt };
+            CHECK_CU(kit_launch(axpy, NULL, ap));
+        }
+    }
+    uint64_t bytes = 4096, h;
+    void *cp[] = { &out, &x, &bytes };
+    CHECK_CU(kit_launch(sum, NULL, cp));
+    CHECK_CU(cuMemcpyDtoH(&h, out, 8));
+    printf("checksum 0x%016llx\n", (unsigned long long)h);
+
+    void *api = dlsym(RTLD_DEFAULT, "blockswap_get_stats");
+    if (api) {
+        struct blockswap_stats st;
+        CHECK(((int (*)(struct blockswap_stats *))api)(&st) == 0);
+        fprintf(stderr, "blocks %llu swapped %llu written back %llu skipped %llu\n",
+                (unsigned long long)st.blocks, (unsigned long long)st.blocks_swapped,
+                (unsigned long long)st.writeback_bytes,
+                (unsigned long long)st.writeback_skipped_bytes);
+        CHECK(st.blocks == NB);
+        if (want_swapped >= 0)
+            CHECK(st.blocks_swapped == (uint64_t)want_swapped);
+        if (want_swapped > 1) { /* the stream policy; sync copies everything back */
+            CHECK(st.writeback_skipped_bytes > 0); /* unchanged weights stayed on the host */
+            CHECK(st.writeback_bytes <= 6 * MiB);  /* at most the patched one, once */
+        }
+    }
+    return 0;
+}
