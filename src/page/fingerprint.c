@@ -16,7 +16,7 @@
 static CUmodule mod;
 static CUfunction fn;
 static CUdeviceptr dev;     /* SLOTS x { at page-in, at eviction } */
-static uint64_t *host;      /* pinned, 2 words */
+static uint64_t *host;      /* pinned, SLOTS x 2 words: evictions may overlap */
 static int free_slots[SLOTS], nfree;
 static bool usable;
 
@@ -26,7 +26,7 @@ bool bs_fp_setup(void)
     if ((r = bs_drv.cuModuleLoadData(&mod, bs_kernels_ptx)) != CUDA_SUCCESS ||
         (r = bs_drv.cuModuleGetFunction(&fn, mod, "bs_fingerprint_u64")) != CUDA_SUCCESS ||
         (r = bs_real.cuMemAlloc_v2(&dev, BS_FP_DEVICE_BYTES)) != CUDA_SUCCESS ||
-        (r = bs_drv.cuMemHostAlloc((void **)&host, 16, 0)) != CUDA_SUCCESS) {
+        (r = bs_drv.cuMemHostAlloc((void **)&host, BS_FP_DEVICE_BYTES, 0)) != CUDA_SUCCESS) {
         bs_log(BS_LOG_WARN, "cannot load the fingerprint kernel (CUDA error %d): every "
                "evicted weight that kernels used will be copied back", (int)r);
         return false;
@@ -60,16 +60,16 @@ CUresult bs_fp_launch(int slot, int which, uint64_t va, uint64_t size, CUstream 
     return bs_real.cuLaunchKernel(fn, 1, 1, 1, 1024, 1, 1, 0, s, params, NULL);
 }
 
-/* Reads both fingerprints of slot after the work on s; true when they agree. */
-CUresult bs_fp_same(int slot, CUstream s, CUevent ev, bool *same)
+/* Queues on s the copy of slot's two fingerprints to the host; bs_fp_equal reads
+ * them once work on s up to here has completed. */
+CUresult bs_fp_fetch(int slot, CUstream s)
 {
-    CUresult r = bs_real.cuMemcpyDtoHAsync_v2(host, dev + (uint64_t)slot * 16, 16, s);
-    if (r == CUDA_SUCCESS)
-        r = bs_drv.cuEventRecord(ev, s);
-    if (r == CUDA_SUCCESS)
-        r = bs_drv.cuEventSynchronize(ev);
-    *same = r == CUDA_SUCCESS && host[0] == host[1];
-    return r;
+    return bs_real.cuMemcpyDtoHAsync_v2(host + 2 * slot, dev + (uint64_t)slot * 16, 16, s);
+}
+
+bool bs_fp_equal(int slot)
+{
+    return host[2 * slot] == host[2 * slot + 1];
 }
 
 void bs_fp_reset(void)

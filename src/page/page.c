@@ -11,6 +11,8 @@
 #include "page/page.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,21 @@ struct stream_slot {
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* page_cv: an allocation stopped being busy. pager_cv: the pager has work. */
+static pthread_cond_t page_cv = PTHREAD_COND_INITIALIZER, pager_cv = PTHREAD_COND_INITIALIZER;
+static int nbusy;
+static bool pager_started, pager_pending;
+static BS_TLS bool on_pager;
+/* Set while the pager waits for the lock: launch paths hand it over when they end,
+ * or a busy application thread could keep it from the pager indefinitely. */
+static int pager_waiting;
+
+static void pager_lock(void)
+{
+    __atomic_store_n(&pager_waiting, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&lock);
+    __atomic_store_n(&pager_waiting, 0, __ATOMIC_RELAXED);
+}
 static bool ready;            /* shim resources created in the application's context */
 static CUcontext ctx;
 static CUstream h2d, d2h;     /* the shim's own streams */
@@ -219,11 +236,13 @@ static void resident_del(struct managed *m)
 
 /* Everything that used m completed and, if dirty, its contents are back in host
  * backing; then its VRAM goes. Host waits on events of m's own streams only. */
-static CUresult evict(struct managed *m)
+/* Makes the shim's D2H stream wait for all work that used m: events recorded now on
+ * each of its streams (a wait takes the event as recorded at that moment, so the
+ * scratch events can be reused at once). */
+static CUresult queue_user_waits(struct managed *m)
 {
     CUresult r = CUDA_SUCCESS;
-    int e = 1;
-    for (int i = 0; i < nslots && r == CUDA_SUCCESS; i++) {
+    for (int i = 0, e = 1; i < nslots && r == CUDA_SUCCESS; i++) {
         if (!(m->streams_used >> i & 1))
             continue;
         r = bs_drv.cuEventRecord(scratch[e], slots[i].s);
@@ -233,19 +252,25 @@ static CUresult evict(struct managed *m)
     }
     if (r == CUDA_SUCCESS && m->ready_pending)
         r = bs_drv.cuStreamWaitEvent(d2h, m->ready, 0);
-    if (r != CUDA_SUCCESS) {
-        /* A stream the application destroyed: fall back to waiting for everything. */
+    if (r != CUDA_SUCCESS) /* a stream the application destroyed: wait for everything */
         r = bs_drv.cuCtxSynchronize();
-        if (r != CUDA_SUCCESS)
-            return r;
-    }
+    return r;
+}
+
+static CUresult evict(struct managed *m)
+{
+    CUresult r = queue_user_waits(m);
+    int e = MAX_STREAMS + 1;
+    if (r != CUDA_SUCCESS)
+        return r;
     /* Used by kernels, but perhaps unchanged: compare with the page-in fingerprint. */
     if (m->dirty && m->fp_in) {
-        bool same = false;
         if ((r = bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h)) != CUDA_SUCCESS ||
-            (r = bs_fp_same(m->fp_slot, d2h, scratch[e], &same)) != CUDA_SUCCESS)
+            (r = bs_fp_fetch(m->fp_slot, d2h)) != CUDA_SUCCESS ||
+            (r = bs_drv.cuEventRecord(scratch[e], d2h)) != CUDA_SUCCESS ||
+            (r = bs_drv.cuEventSynchronize(scratch[e])) != CUDA_SUCCESS)
             return r;
-        if (same) {
+        if (bs_fp_equal(m->fp_slot)) {
             m->dirty = false;
             m->host_valid = true;
             bs_stat_add(BS_STAT_WRITEBACK_SKIPPED_BYTES, (int64_t)m->size);
@@ -298,7 +323,8 @@ static struct managed *pick_victim_among(struct managed *const *keep, int nkeep,
     uint64_t best_next = 0;
     for (int i = 0; i < nresident; i++) {
         struct managed *m = resident[i];
-        if (m->pinned || in_ops(m, keep, nkeep) || (spare_protected && bs_sched_protected(m)))
+        if (m->pinned || m->busy || in_ops(m, keep, nkeep) ||
+            (spare_protected && bs_sched_protected(m)))
             continue;
         uint64_t next = m->period ? m->last_tick + m->period : tick;
         if (!best || next > best_next ||
@@ -322,6 +348,11 @@ static CUresult make_room(uint64_t need, struct managed *const *keep, int nkeep,
 {
     while (resident_bytes + unmanaged_bytes + need > vram_limit) {
         struct managed *v = pick_victim(keep, nkeep);
+        if (!v && nbusy && !on_pager) {
+            /* The pager is releasing memory (or filling it): wait for it and look again. */
+            pthread_cond_wait(&page_cv, &lock);
+            continue;
+        }
         if (!v) {
             char a[32], b[32], c[32], d[32], e[32];
             bs_log_limited(10, BS_LOG_ERROR, "out of VRAM for %s: %s needed, %s in use "
@@ -342,6 +373,9 @@ static CUresult make_room(uint64_t need, struct managed *const *keep, int nkeep,
     return CUDA_SUCCESS;
 }
 
+static CUresult map_phys(struct managed *m);
+static CUresult start_fill(struct managed *m, bool capturing);
+
 static CUresult make_resident(struct managed *m, struct managed *const *keep, int nkeep,
                               bool capturing)
 {
@@ -361,44 +395,63 @@ static CUresult make_resident(struct managed *m, struct managed *const *keep, in
                        mib(m->padded, a, sizeof(a)), cu_err(r));
         return r;
     }
-    CUmemAccessDesc acc = { .location = prop.location, .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
-    if ((r = bs_real.cuMemMap(m->va, m->padded, 0, m->phys, 0)) != CUDA_SUCCESS ||
-        (r = bs_drv.cuMemSetAccess(m->va, m->padded, &acc, 1)) != CUDA_SUCCESS) {
-        bs_real.cuMemUnmap(m->va, m->padded);
-        bs_real.cuMemRelease(m->phys);
-        m->phys = 0;
+    if ((r = map_phys(m)) != CUDA_SUCCESS)
         return r;
-    }
-    if (m->state == RES_HOST) {
-        if (!m->ready && (r = bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
-            goto unmap;
-        if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS)
-            goto unmap;
-        m->fp_due = true; /* fingerprinted by its first user, see bs_page_begin */
-        if ((r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
-            goto unmap;
-        m->ready_pending = true;
-        /* A capturing stream cannot wait on an event from outside the capture. */
-        if (capturing) {
-            if ((r = bs_drv.cuEventSynchronize(m->ready)) != CUDA_SUCCESS)
-                goto unmap;
-            m->ready_pending = false;
-        }
-        bs_stat_add(BS_STAT_PAGE_IN_BYTES, (int64_t)m->size);
-    }
     if (!resident_add(m)) {
         r = CUDA_ERROR_OUT_OF_MEMORY;
         goto unmap;
     }
-    m->state = RES_DEVICE;
-    m->dirty = false;
-    bs_stat_add(BS_STAT_PAGE_INS, 1);
+    if ((r = start_fill(m, capturing)) != CUDA_SUCCESS) {
+        resident_del(m);
+        goto unmap;
+    }
     return CUDA_SUCCESS;
 unmap:
     bs_real.cuMemUnmap(m->va, m->padded);
     bs_real.cuMemRelease(m->phys);
     m->phys = 0;
     return r;
+}
+
+/* Maps m->phys behind m's VA with access. Outside the lock only while m is busy. */
+static CUresult map_phys(struct managed *m)
+{
+    CUmemAccessDesc acc = { .location = prop.location, .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
+    CUresult r;
+    if ((r = bs_real.cuMemMap(m->va, m->padded, 0, m->phys, 0)) != CUDA_SUCCESS ||
+        (r = bs_drv.cuMemSetAccess(m->va, m->padded, &acc, 1)) != CUDA_SUCCESS) {
+        bs_real.cuMemUnmap(m->va, m->padded);
+        bs_real.cuMemRelease(m->phys);
+        m->phys = 0;
+    }
+    return r;
+}
+
+/* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
+static CUresult start_fill(struct managed *m, bool capturing)
+{
+    CUresult r;
+    if (m->state == RES_HOST) {
+        if (!m->ready && (r = bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
+            return r;
+        if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS)
+            return r;
+        m->fp_due = true; /* fingerprinted by its first user, see bs_page_begin */
+        if ((r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
+            return r;
+        m->ready_pending = true;
+        /* A capturing stream cannot wait on an event from outside the capture. */
+        if (capturing) {
+            if ((r = bs_drv.cuEventSynchronize(m->ready)) != CUDA_SUCCESS)
+                return r;
+            m->ready_pending = false;
+        }
+        bs_stat_add(BS_STAT_PAGE_IN_BYTES, (int64_t)m->size);
+    }
+    m->state = RES_DEVICE;
+    m->dirty = false;
+    bs_stat_add(BS_STAT_PAGE_INS, 1);
+    return CUDA_SUCCESS;
 }
 
 static void note_use(struct managed *m, int slot, bool write)
@@ -420,14 +473,14 @@ static void note_use(struct managed *m, int slot, bool write)
 
 CUresult bs_page_prefetch_locked(struct managed *m)
 {
-    if (m->state == RES_DEVICE)
+    if (m->state == RES_DEVICE || m->busy)
         return CUDA_SUCCESS;
     return make_resident(m, &m, 1, false);
 }
 
 CUresult bs_page_evict_locked(struct managed *m)
 {
-    if (m->state != RES_DEVICE || m->pinned)
+    if (m->state != RES_DEVICE || m->pinned || m->busy)
         return CUDA_SUCCESS;
     return evict(m);
 }
@@ -440,6 +493,196 @@ uint64_t bs_page_limit_locked(void)
 uint64_t bs_page_other_peak_locked(void)
 {
     return other_peak;
+}
+
+
+/* ---- the pager thread: window changes off the application's threads ---- */
+
+#define PAGER_BATCH 4096
+
+static void wait_idle(struct managed *m)
+{
+    while (m->busy)
+        pthread_cond_wait(&page_cv, &lock);
+}
+
+static void busy_end(struct managed *m)
+{
+    m->busy = false;
+    nbusy--;
+}
+
+/* Evicts list[0..n) together: waits and unmaps with the lock released. */
+static void pager_evict(struct managed **list, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        struct managed *m = list[i];
+        if (m->state != RES_DEVICE || m->busy || m->pinned || bs_sched_protected(m))
+            continue;
+        if (!m->done && bs_drv.cuEventCreate(&m->done, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
+            continue;
+        if (queue_user_waits(m) != CUDA_SUCCESS)
+            continue;
+        m->fp_check = m->dirty && m->fp_in &&
+                      bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h) == CUDA_SUCCESS &&
+                      bs_fp_fetch(m->fp_slot, d2h) == CUDA_SUCCESS;
+        if (bs_drv.cuEventRecord(m->done, d2h) != CUDA_SUCCESS)
+            continue;
+        m->busy = true;
+        nbusy++;
+        list[k++] = m;
+    }
+    n = k;
+    if (!n)
+        return;
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < n; i++)
+        bs_drv.cuEventSynchronize(list[i]->done);
+    pager_lock();
+    for (int i = 0; i < n; i++) {
+        struct managed *m = list[i];
+        if (m->fp_check && bs_fp_equal(m->fp_slot)) {
+            m->dirty = false;
+            m->host_valid = true;
+            bs_stat_add(BS_STAT_WRITEBACK_SKIPPED_BYTES, (int64_t)m->size);
+        }
+        m->wb = false;
+        if (m->dirty) {
+            if (ensure_host(m) != CUDA_SUCCESS ||
+                bs_real.cuMemcpyDtoHAsync_v2(m->host, m->va, m->size, d2h) != CUDA_SUCCESS ||
+                bs_drv.cuEventRecord(m->done, d2h) != CUDA_SUCCESS) {
+                busy_end(m); /* stays resident; a later eviction tries again */
+                list[i] = NULL;
+                continue;
+            }
+            m->wb = true;
+            bs_stat_add(BS_STAT_WRITEBACK_BYTES, (int64_t)m->size);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < n; i++) {
+        struct managed *m = list[i];
+        if (!m)
+            continue;
+        if (m->wb)
+            bs_drv.cuEventSynchronize(m->done);
+        CUresult ur = bs_real.cuMemUnmap(m->va, m->padded);
+        if (ur == CUDA_SUCCESS) {
+            bs_real.cuMemRelease(m->phys);
+        } else {
+            bs_log_limited(3, BS_LOG_ERROR, "cuMemUnmap of an evicted allocation failed (%s): "
+                           "it stays resident", cu_err(ur));
+            m->wb = m->fp_check = false, m->dirty = true; /* flag: unmap failed */
+        }
+    }
+    pager_lock();
+    for (int i = 0; i < n; i++) {
+        struct managed *m = list[i];
+        if (!m)
+            continue;
+        if (!m->dirty || m->wb) {
+            m->phys = 0;
+            m->host_valid = m->host_valid || m->wb;
+            m->state = m->host_valid ? RES_HOST : RES_EMPTY;
+            m->dirty = m->fp_in = m->fp_due = m->ready_pending = false;
+            m->streams_used = 0;
+            resident_del(m);
+            bs_stat_add(BS_STAT_EVICTIONS, 1);
+        }
+        busy_end(m);
+    }
+    pthread_cond_broadcast(&page_cv);
+}
+
+/* Maps and fills list[0..n) ahead of use: the VMM calls with the lock released. */
+static void pager_fetch(struct managed **list, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        struct managed *m = list[i];
+        if (m->state == RES_DEVICE || m->busy)
+            continue;
+        if (make_room(m->padded, list, n, "prefetch") != CUDA_SUCCESS || !resident_add(m))
+            break; /* no room yet: the block is paged in when it is used */
+        m->busy = true;
+        nbusy++;
+        list[k++] = m;
+    }
+    n = k;
+    if (!n)
+        return;
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < n; i++) {
+        struct managed *m = list[i];
+        m->wb = bs_real.cuMemCreate(&m->phys, m->padded, &prop, 0) == CUDA_SUCCESS &&
+                map_phys(m) == CUDA_SUCCESS; /* wb: here, "mapped" */
+    }
+    pager_lock();
+    for (int i = 0; i < n; i++) {
+        struct managed *m = list[i];
+        if (!m->wb || start_fill(m, false) != CUDA_SUCCESS) {
+            if (m->wb) {
+                bs_real.cuMemUnmap(m->va, m->padded);
+                bs_real.cuMemRelease(m->phys);
+                m->phys = 0;
+            }
+            resident_del(m);
+        }
+        busy_end(m);
+    }
+    pthread_cond_broadcast(&page_cv);
+}
+
+static void *pager_main(void *arg)
+{
+    static struct managed *evict_list[PAGER_BATCH], *fetch_list[PAGER_BATCH];
+    on_pager = true;
+    /* The application's context, in which the shim's streams and memory live. */
+    if (bs_drv.cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
+        bs_log(BS_LOG_WARN, "the pager thread cannot use the application's CUDA context");
+    pager_lock();
+    for (;;) {
+        while (!pager_pending)
+            pthread_cond_wait(&pager_cv, &lock);
+        pager_pending = false;
+        int ne = 0, nf = 0;
+        bs_sched_window_work(evict_list, &ne, fetch_list, &nf, PAGER_BATCH);
+        pager_evict(evict_list, ne);
+        pager_fetch(fetch_list, nf);
+        pthread_cond_broadcast(&page_cv); /* also wakes those waiting for it to be idle */
+    }
+    return NULL;
+}
+
+bool bs_page_pager_kick(void)
+{
+    /* The pager has not even started on the last window change: it is behind, so this
+     * thread does the work itself, keeping VRAM within what the window promises. */
+    if (pager_pending)
+        return false;
+    if (!pager_started) {
+        pthread_t t;
+        pthread_attr_t attr;
+        sigset_t all, old;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* The application's signals are for its own threads. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int err = pthread_create(&t, &attr, pager_main, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        if (err) {
+            bs_log_limited(1, BS_LOG_WARN, "cannot start the pager thread (%s): window "
+                           "changes run on the application's thread", strerror(err));
+            return false;
+        }
+        pager_started = true;
+    }
+    pager_pending = true;
+    pthread_cond_signal(&pager_cv);
+    return true;
 }
 
 /* ---- the operations ---- */
@@ -487,6 +730,30 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
      * anything of this operation it evicts is made resident again below. */
     for (int i = 0; i < nm; i++)
         bs_sched_use(ms[i]);
+    /* What the pager is working on is waited for (the lock is released meanwhile, so
+     * look at all of them again after any wait). A swapped block the pager has not
+     * brought in yet is brought in here, but only once the pager is idle and the blocks
+     * behind the window are gone, so VRAM stays within what the window promises. */
+    for (;;) {
+        struct managed *b = NULL;
+        bool late = false;
+        for (int i = 0; i < nm && !b; i++)
+            if (ms[i]->busy)
+                b = ms[i];
+            else if (ms[i]->state != RES_DEVICE && bs_sched_swapped_member(ms[i]))
+                late = true;
+        if (b) {
+            wait_idle(b);
+            continue;
+        }
+        if (late && (nbusy || pager_pending)) {
+            pthread_cond_wait(&page_cv, &lock);
+            continue;
+        }
+        if (late)
+            bs_sched_catch_up();
+        break;
+    }
     for (int i = 0; i < nm && r == CUDA_SUCCESS; i++) {
         struct managed *m = ms[i];
         if (m->state != RES_DEVICE)
@@ -525,6 +792,8 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
 void bs_page_end(void)
 {
     pthread_mutex_unlock(&lock);
+    if (BS_UNLIKELY(__atomic_load_n(&pager_waiting, __ATOMIC_RELAXED)))
+        sched_yield();
 }
 
 /* Host-to-device copy into a managed allocation that is not resident: written to its
@@ -636,6 +905,7 @@ CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags)
     CUresult r = BS_PAGE_NOT_HANDLED;
     if (!m)
         goto out;
+    wait_idle(m);
     bs_sched_forget(m);
     if (flags & BS_PAGE_STREAM_ORDERED)
         m->streams_used |= 1ull << (slot_of(norm_stream(s, flags)) & 63);
@@ -712,6 +982,8 @@ int bs_page_pin(uint64_t addr, bool pin)
     pthread_mutex_lock(&lock);
     struct managed *m = find(base);
     int err = m ? 0 : -ENOENT;
+    if (m)
+        wait_idle(m);
     if (m && pin && m->state != RES_DEVICE) {
         CUresult r = make_resident(m, &m, 1, false);
         if (r == CUDA_SUCCESS && m->ready_pending && bs_drv.cuEventSynchronize(m->ready) == CUDA_SUCCESS)
@@ -796,6 +1068,10 @@ void bs_page_meminfo(size_t *free_b, size_t *total)
 void bs_page_reset(void)
 {
     pthread_mutex_init(&lock, NULL);
+    pthread_cond_init(&page_cv, NULL);
+    pthread_cond_init(&pager_cv, NULL);
+    nbusy = 0;
+    pager_started = pager_pending = false; /* threads do not survive fork */
     ready = false;
     memset(table, 0, sizeof(table));
     nresident = nslots = 0;

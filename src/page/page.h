@@ -29,6 +29,10 @@ struct managed {
     int fp_slot;     /* -1 none */
     bool fp_in;      /* the slot holds the fingerprint taken at page-in from host backing */
     bool fp_due;     /* paged in from host backing, not fingerprinted yet */
+    /* The pager thread works on it outside the lock: everyone else waits (page_cv). */
+    bool busy;
+    bool fp_check, wb;
+    CUevent done;    /* the pager's eviction progress */
     struct managed *hash_next;
 };
 
@@ -48,15 +52,28 @@ bool bs_fp_setup(void);
 int bs_fp_slot_get(void);
 void bs_fp_slot_put(int slot);
 CUresult bs_fp_launch(int slot, int which, uint64_t va, uint64_t size, CUstream s);
-CUresult bs_fp_same(int slot, CUstream s, CUevent ev, bool *same);
+CUresult bs_fp_fetch(int slot, CUstream s);
+bool bs_fp_equal(int slot);
 void bs_fp_reset(void);
 
+/* Wakes the pager thread to bring residency in line with the schedule's window; false
+ * when no thread could be started (the caller then does the work itself). */
+bool bs_page_pager_kick(void);
+
 /* ---- schedule/schedule.c ---- */
+/* The pager's work: resident members of swapped blocks outside the window (to evict)
+ * and absent members of the window (to prefetch), in the order they are needed. */
+void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **fetch,
+                          int *nfetch, int max);
 void bs_sched_loaded(struct managed *m);
 /* A launch (or copy) uses m; may detect blocks and prefetch ahead. */
 void bs_sched_use(struct managed *m);
 /* True when eviction must leave m alone (a resident block, or the swap window). */
 bool bs_sched_protected(const struct managed *m);
+/* True when m belongs to a swapped block. */
+bool bs_sched_swapped_member(const struct managed *m);
+/* Evicts, on this thread, the swapped blocks behind the window. */
+void bs_sched_catch_up(void);
 void bs_sched_forget(struct managed *m);
 void bs_sched_tag(struct managed *m, int block);
 void bs_sched_stats(struct blockswap_stats *st);

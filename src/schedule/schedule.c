@@ -275,11 +275,45 @@ static void enter(int b)
         for_members(b, fill_and_wait);
         return;
     }
+    if (bs_page_pager_kick())
+        return; /* the pager thread does the rest; see bs_sched_window_work */
+    bs_sched_catch_up();
+    for (int i = 0, w = b; i < window; i++, w = next_swapped(w))
+        for_members(w, bs_page_prefetch_locked);
+}
+
+void bs_sched_catch_up(void)
+{
     for (int j = swap_start; j < nblocks; j++)
         if (!in_window(j))
             for_members(j, bs_page_evict_locked);
-    for (int i = 0, w = b; i < window; i++, w = next_swapped(w))
-        for_members(w, bs_page_prefetch_locked);
+}
+
+bool bs_sched_swapped_member(const struct managed *m)
+{
+    return detected && m->block >= 0 && swapped(m->block);
+}
+
+static void collect(int b, bool resident, struct managed **out, int *n, int max)
+{
+    struct managed **v = ntagged ? tagged : order;
+    int count = ntagged ? ntagged : norder;
+    for (int i = 0; i < count && *n < max; i++)
+        if (v[i]->block == b && (v[i]->state == RES_DEVICE) == resident)
+            out[(*n)++] = v[i];
+}
+
+void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **fetch,
+                          int *nfetch, int max)
+{
+    *nevict = *nfetch = 0;
+    if (!detected || current < 0)
+        return;
+    for (int j = swap_start; j < nblocks; j++)
+        if (!in_window(j))
+            collect(j, true, evict, nevict, max);
+    for (int i = 0, w = current; i < window; i++, w = next_swapped(w))
+        collect(w, false, fetch, nfetch, max);
 }
 
 void bs_sched_loaded(struct managed *m)
