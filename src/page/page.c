@@ -869,7 +869,7 @@ CUresult bs_page_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)
     m->size = size;
     m->padded = round_up(size, granularity);
     m->resident_index = -1;
-    m->block = m->tag = m->fp_slot = -1;
+    m->stack = m->block = m->tag = m->fp_slot = -1;
     CUdeviceptr va;
     if ((r = bs_drv.cuMemAddressReserve(&va, m->padded, granularity, 0, 0)) != CUDA_SUCCESS) {
         free(m);

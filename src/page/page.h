@@ -21,7 +21,8 @@ struct managed {
     uint64_t last_tick, period;
     int resident_index;
     /* schedule/: */
-    int block;       /* index in execution order, -1 outside any block */
+    int stack;       /* which model's stack it belongs to, -1 none */
+    int block;       /* index in its stack's execution order, -1 outside any block */
     int tag;         /* blockswap_tag_block, -1 none */
     bool loaded;     /* filled from the host before any kernel used it: a weight */
     bool used;       /* some launch pointed into it */

@@ -1,9 +1,11 @@
-/* schedule/schedule.c: the transformer stack. Finds the blocks, from what the shim sees
- * (weights: allocations filled from the host before any kernel used them, in the order
- * they were filled, whose sizes repeat with a period) or from the application's tags; then applies
- * BLOCKSWAP_BLOCKS_TO_SWAP and BLOCKSWAP_PREFETCH: the first N-k blocks stay resident,
- * the last k stream through a window of d blocks, the next ones copied in while the
- * current one computes. Owns no memory operation: it drives page/, under its lock. */
+/* schedule/schedule.c: transformer stacks. Finds the blocks of each model, from what the
+ * shim sees (weights: allocations filled from the host before any kernel used them, in
+ * the order they were filled, whose sizes repeat with a period) or from the
+ * application's tags; then applies BLOCKSWAP_BLOCKS_TO_SWAP and BLOCKSWAP_PREFETCH to
+ * the stack in use: its first N-k blocks stay resident, the last k stream through a
+ * window of d blocks. A stack not in use protects nothing, so a second model (WAN 2.2's
+ * HIGH then LOW) takes the VRAM over by itself. Owns no memory operation: it drives
+ * page/, under its lock. */
 #define _GNU_SOURCE
 #include "bs.h"
 #include "blockswap.h"
@@ -15,20 +17,22 @@
 
 #define MAX_PERIOD 256
 #define MIN_BLOCKS 4
+#define MAX_STACKS 8
 
-struct block {
-    int first, count; /* members: order[first .. first+count) */
-    uint64_t bytes;
+struct stack {
+    struct managed **members; /* in load order; member->block says which block */
+    int nmembers;
+    int nblocks, swap_start, window, current;
+    uint64_t block_max, outside;
 };
 
 static struct managed **order; /* weights, in the order they were loaded */
-static int norder, cap_order;
+static int norder, cap_order, examined; /* order[0..examined) was looked at already */
 static struct managed **tagged;
 static int ntagged, cap_tagged;
-static bool detected, tags_dirty;
-static struct block *blocks;
-static int nblocks, swap_start, window, current = -1;
-static uint64_t block_max, outside;
+static bool tags_dirty;
+static struct stack stacks[MAX_STACKS];
+static int nstacks, active = -1;
 
 static bool push(struct managed ***v, int *n, int *cap, struct managed *m)
 {
@@ -44,15 +48,17 @@ static bool push(struct managed ***v, int *n, int *cap, struct managed *m)
     return true;
 }
 
-static void drop(struct managed **v, int *n, struct managed *m)
+/* Removes m from v; returns its index, or -1. */
+static int drop(struct managed **v, int *n, struct managed *m)
 {
     for (int i = 0; i < *n; i++) {
         if (v[i] == m) {
             memmove(&v[i], &v[i + 1], (size_t)(*n - i - 1) * sizeof(*v));
             (*n)--;
-            return;
+            return i;
         }
     }
+    return -1;
 }
 
 static const char *mib(uint64_t b, char *buf, size_t len)
@@ -62,89 +68,112 @@ static const char *mib(uint64_t b, char *buf, size_t len)
     return buf;
 }
 
-static void forget_blocks(void)
+static void stack_free(int i)
 {
-    for (int i = 0; i < norder; i++)
-        order[i]->block = -1;
-    for (int i = 0; i < ntagged; i++)
-        tagged[i]->block = -1;
-    free(blocks);
-    blocks = NULL;
-    nblocks = swap_start = 0;
-    current = -1;
-    detected = false;
+    struct stack *st = &stacks[i];
+    for (int j = 0; j < st->nmembers; j++)
+        st->members[j]->block = st->members[j]->stack = -1;
+    free(st->members);
+    stacks[i] = stacks[--nstacks];
+    for (int j = 0; j < stacks[i].nmembers && i < nstacks; j++)
+        stacks[i].members[j]->stack = i;
+    if (active == i)
+        active = -1;
+    else if (active == nstacks)
+        active = i;
 }
 
 /* Weights needed in VRAM with k blocks swapped. */
-static uint64_t weights_need(int k)
+static uint64_t weights_need(const struct stack *st, int k)
 {
-    int d = k ? (window < k ? window : k) : 0;
-    return (uint64_t)(nblocks - k + d) * block_max + outside;
+    int d = k ? (st->window < k ? st->window : k) : 0;
+    return (uint64_t)(st->nblocks - k + d) * st->block_max + st->outside;
 }
 
-/* Chooses k from BLOCKSWAP_BLOCKS_TO_SWAP and the budget, and says what it chose. */
-static void choose_k(const char *how, int members)
+/* Chooses k from BLOCKSWAP_BLOCKS_TO_SWAP and the budget, and says what it chose. A stack
+ * not in use gives its VRAM up, so each may count on all the room there is. */
+static void choose_k(struct stack *st, const char *how, int per_block)
 {
     char a[32], b[32], c[32], e[32];
     uint64_t limit = bs_page_limit_locked(), headroom = bs_page_other_peak_locked();
     uint64_t room = limit > headroom ? limit - headroom : 0;
-    window = (int)(bs_cfg.prefetch < 1 ? 1 : bs_cfg.prefetch);
-    int k = 0;
+    int n = st->nblocks, k = 0;
+    st->window = (int)(bs_cfg.prefetch < 1 ? 1 : bs_cfg.prefetch);
     if (bs_cfg.blocks_to_swap == BS_SIZE_AUTO) {
-        while (k < nblocks && weights_need(k) > room)
+        while (k < n && weights_need(st, k) > room)
             k++;
     } else {
-        k = bs_cfg.blocks_to_swap > (uint64_t)nblocks ? nblocks : (int)bs_cfg.blocks_to_swap;
+        k = bs_cfg.blocks_to_swap > (uint64_t)n ? n : (int)bs_cfg.blocks_to_swap;
         int fit = k;
-        while (fit < nblocks && weights_need(fit) > room)
+        while (fit < n && weights_need(st, fit) > room)
             fit++;
         if (fit != k)
             bs_log(BS_LOG_WARN, "BLOCKSWAP_BLOCKS_TO_SWAP=%d needs %s of VRAM for weights, but "
                    "the limit leaves %s after %s for activations; using %d, the nearest that fits",
-                   k, mib(weights_need(k), a, sizeof(a)), mib(room, b, sizeof(b)),
+                   k, mib(weights_need(st, k), a, sizeof(a)), mib(room, b, sizeof(b)),
                    mib(headroom, c, sizeof(c)), fit);
         k = fit;
     }
-    if (weights_need(k) > room)
+    if (weights_need(st, k) > room)
         bs_log(BS_LOG_WARN, "even with all %d blocks swapped the weights need %s of VRAM and "
                "the limit leaves %s: expect paging on demand; raise BLOCKSWAP_VRAM_LIMIT",
-               nblocks, mib(weights_need(k), a, sizeof(a)), mib(room, b, sizeof(b)));
-    swap_start = nblocks - k;
-    current = -1;
+               n, mib(weights_need(st, k), a, sizeof(a)), mib(room, b, sizeof(b)));
+    st->swap_start = n - k;
+    st->current = -1;
     bs_log(BS_LOG_INFO, "%s %d blocks of up to %s (%d allocations each), %s outside them; "
            "swapping the last %d (BLOCKSWAP_BLOCKS_TO_SWAP=%s), window %d: weights need %s "
-           "of VRAM", how, nblocks, mib(block_max, a, sizeof(a)), members,
-           mib(outside, b, sizeof(b)), k,
-           bs_cfg.blocks_to_swap == BS_SIZE_AUTO ? "auto" : "set", window,
-           mib(weights_need(k), e, sizeof(e)));
+           "of VRAM", how, n, mib(st->block_max, a, sizeof(a)), per_block,
+           mib(st->outside, b, sizeof(b)), k,
+           bs_cfg.blocks_to_swap == BS_SIZE_AUTO ? "auto" : "set", st->window,
+           mib(weights_need(st, k), e, sizeof(e)));
 }
 
-static void measure(void)
+/* Makes a stack of v[0..n): members with m->block set (>= 0) are in blocks, the rest
+ * (embeddings, head) are outside. */
+static struct stack *stack_new(struct managed **v, int n, int nblocks)
 {
-    block_max = 0;
-    for (int j = 0; j < nblocks; j++)
-        if (blocks[j].bytes > block_max)
-            block_max = blocks[j].bytes;
-    outside = 0;
-    for (int i = 0; i < norder; i++)
-        if (order[i]->block < 0)
-            outside += order[i]->padded;
+    if (nstacks == MAX_STACKS)
+        stack_free(0); /* the oldest model gives way */
+    struct stack *st = &stacks[nstacks];
+    memset(st, 0, sizeof(*st));
+    st->members = malloc((size_t)n * sizeof(*st->members));
+    if (!st->members)
+        return NULL;
+    memcpy(st->members, v, (size_t)n * sizeof(*v));
+    st->nmembers = n;
+    st->nblocks = nblocks;
+    st->current = -1;
+    uint64_t *bytes = calloc((size_t)nblocks, sizeof(*bytes));
+    for (int i = 0; i < n; i++) {
+        v[i]->stack = nstacks;
+        if (v[i]->block >= 0 && bytes)
+            bytes[v[i]->block] += v[i]->padded;
+        else if (v[i]->block < 0)
+            st->outside += v[i]->padded;
+    }
+    for (int j = 0; j < nblocks && bytes; j++)
+        if (bytes[j] > st->block_max)
+            st->block_max = bytes[j];
+    free(bytes);
+    return &stacks[nstacks++];
 }
 
-/* The longest stretch of the load order whose sizes repeat with period p: blocks of p
- * allocations each. Models are loaded parameter by parameter in module order, which
- * is the order blocks run in; embeddings before and the head after stay outside, and
- * so do small shared segments first filled inside block 0 (they break the period
- * there). Detection runs at the first launch after loading, so the budget of the
- * chosen k holds from the first step on. */
+/* Looks at the weights loaded since the last look: the longest stretch of the load
+ * order whose sizes repeat with period p gives blocks of p allocations each. Models are
+ * loaded parameter by parameter in module order, which is the order blocks run in;
+ * embeddings before and the head after stay outside, and so do small shared segments
+ * first filled inside block 0 (they break the period there). It runs at the first
+ * launch after loading, so the budget of the chosen k holds from the first step on. */
 static void detect(void)
 {
-    detected = true;
+    struct managed **v = order + examined;
+    int n = norder - examined;
+    examined = norder;
     int best_p = 0, best_first = 0, best_len = 0;
-    for (int p = 1; p <= MAX_PERIOD && 2 * p <= norder; p++) {
+    for (int p = 1; p <= MAX_PERIOD && 2 * p <= n; p++) {
         int run = 0;
-        for (int i = 0; i + p < norder; i++) {
-            run = order[i]->padded == order[i + p]->padded ? run + 1 : 0;
+        for (int i = 0; i + p < n; i++) {
+            run = v[i]->padded == v[i + p]->padded ? run + 1 : 0;
             int len = run + p; /* elements covered: [i - run + 1, i + p] */
             if (len / p >= MIN_BLOCKS && (len / p) * p > best_len) {
                 best_len = (len / p) * p;
@@ -155,26 +184,16 @@ static void detect(void)
     }
     if (!best_p) {
         bs_log(BS_LOG_INFO, "no repeated block structure among %d loaded allocations: "
-               "paging on demand (tag blocks with blockswap_tag_block to help)", norder);
+               "paging on demand (tag blocks with blockswap_tag_block to help)", n);
         return;
     }
-    nblocks = best_len / best_p;
-    blocks = calloc((size_t)nblocks, sizeof(*blocks));
-    if (!blocks) {
-        nblocks = 0;
-        return;
+    for (int i = 0; i < n; i++)
+        v[i]->block = i >= best_first && i < best_first + best_len ? (i - best_first) / best_p : -1;
+    struct stack *st = stack_new(v, n, best_len / best_p);
+    if (st) {
+        choose_k(st, "detected", best_p);
+        active = (int)(st - stacks);
     }
-    for (int j = 0; j < nblocks; j++) {
-        blocks[j].first = best_first + j * best_p;
-        blocks[j].count = best_p;
-        for (int i = 0; i < best_p; i++) {
-            struct managed *m = order[blocks[j].first + i];
-            m->block = j;
-            blocks[j].bytes += m->padded;
-        }
-    }
-    measure();
-    choose_k("detected", best_p);
 }
 
 static int cmp_tag(const void *a, const void *b)
@@ -183,65 +202,58 @@ static int cmp_tag(const void *a, const void *b)
     return (x->tag > y->tag) - (x->tag < y->tag);
 }
 
-/* Tags take precedence: blocks are the distinct tags, in ascending order. */
+/* Tags take precedence: one stack, its blocks the distinct tags in ascending order. */
 static void build_from_tags(void)
 {
     tags_dirty = false;
-    forget_blocks();
-    detected = true;
+    while (nstacks)
+        stack_free(nstacks - 1);
+    examined = norder;
     qsort(tagged, (size_t)ntagged, sizeof(*tagged), cmp_tag);
-    int distinct = 0;
-    for (int i = 0; i < ntagged; i++)
-        distinct += i == 0 || tagged[i]->tag != tagged[i - 1]->tag;
-    blocks = calloc((size_t)(distinct ? distinct : 1), sizeof(*blocks));
-    if (!blocks)
-        return;
-    nblocks = 0;
-    int most = 0;
+    int nblocks = 0, most = 0, run = 0;
     for (int i = 0; i < ntagged; i++) {
         if (i == 0 || tagged[i]->tag != tagged[i - 1]->tag)
-            nblocks++;
-        struct block *bl = &blocks[nblocks - 1];
-        bl->bytes += tagged[i]->padded;
-        if (++bl->count > most)
-            most = bl->count;
+            nblocks++, run = 0;
         tagged[i]->block = nblocks - 1;
+        if (++run > most)
+            most = run;
     }
-    measure();
-    choose_k("tagged", most);
+    if (!nblocks)
+        return;
+    struct stack *st = stack_new(tagged, ntagged, nblocks);
+    if (st) {
+        choose_k(st, "tagged", most);
+        active = (int)(st - stacks);
+    }
 }
 
-static bool swapped(int b)
+static bool swapped(const struct stack *st, int b)
 {
-    return b >= swap_start && b < nblocks;
+    return b >= st->swap_start && b < st->nblocks;
 }
 
-static int next_swapped(int b)
+static int next_swapped(const struct stack *st, int b)
 {
-    return b + 1 < nblocks ? b + 1 : swap_start;
+    return b + 1 < st->nblocks ? b + 1 : st->swap_start;
 }
 
-static bool in_window(int b)
+static bool in_window(const struct stack *st, int b)
 {
-    if (current < 0 || !swapped(b))
+    if (st->current < 0 || !swapped(st, b))
         return false;
     if (bs_cfg.policy == BS_POLICY_SYNC)
-        return b == current;
-    for (int i = 0, w = current; i < window; i++, w = next_swapped(w))
+        return b == st->current;
+    for (int i = 0, w = st->current; i < st->window; i++, w = next_swapped(st, w))
         if (w == b)
             return true;
     return false;
 }
 
-static void for_members(int b, CUresult (*op)(struct managed *))
+static void for_members(struct stack *st, int b, CUresult (*op)(struct managed *))
 {
-    if (b < 0 || b >= nblocks)
-        return;
-    struct managed **v = ntagged ? tagged : order;
-    int n = ntagged ? ntagged : norder;
-    for (int i = 0; i < n; i++)
-        if (v[i]->block == b)
-            op(v[i]);
+    for (int i = 0; i < st->nmembers; i++)
+        if (st->members[i]->block == b)
+            op(st->members[i]);
 }
 
 static CUresult evict_with_copy(struct managed *m)
@@ -259,61 +271,67 @@ static CUresult fill_and_wait(struct managed *m)
     return r;
 }
 
+static void catch_up(struct stack *st)
+{
+    for (int j = st->swap_start; j < st->nblocks; j++)
+        if (!in_window(st, j))
+            for_members(st, j, bs_page_evict_locked);
+}
+
 /* A swapped block starts computing: blocks behind the window go (their work is
  * issued and is all that eviction waits for), the ones ahead are copied in now. */
-static void enter(int b)
+static void enter(struct stack *st, int b)
 {
-    if (b == current)
+    if (b == st->current)
         return;
-    current = b;
+    st->current = b;
     if (bs_cfg.policy == BS_POLICY_SYNC) {
         /* Device-wide synchronisation, copy back, copy in, block by block. */
         bs_drv.cuCtxSynchronize();
-        for (int j = swap_start; j < nblocks; j++)
+        for (int j = st->swap_start; j < st->nblocks; j++)
             if (j != b)
-                for_members(j, evict_with_copy);
-        for_members(b, fill_and_wait);
+                for_members(st, j, evict_with_copy);
+        for_members(st, b, fill_and_wait);
         return;
     }
     if (bs_page_pager_kick())
         return; /* the pager thread does the rest; see bs_sched_window_work */
-    bs_sched_catch_up();
-    for (int i = 0, w = b; i < window; i++, w = next_swapped(w))
-        for_members(w, bs_page_prefetch_locked);
+    catch_up(st);
+    for (int i = 0, w = b; i < st->window; i++, w = next_swapped(st, w))
+        for_members(st, w, bs_page_prefetch_locked);
 }
 
 void bs_sched_catch_up(void)
 {
-    for (int j = swap_start; j < nblocks; j++)
-        if (!in_window(j))
-            for_members(j, bs_page_evict_locked);
+    if (active >= 0)
+        catch_up(&stacks[active]);
 }
 
 bool bs_sched_swapped_member(const struct managed *m)
 {
-    return detected && m->block >= 0 && swapped(m->block);
+    return m->stack >= 0 && m->stack == active && swapped(&stacks[m->stack], m->block);
 }
 
-static void collect(int b, bool resident, struct managed **out, int *n, int max)
+static void collect(struct stack *st, int b, bool resident, struct managed **out, int *n,
+                    int max)
 {
-    struct managed **v = ntagged ? tagged : order;
-    int count = ntagged ? ntagged : norder;
-    for (int i = 0; i < count && *n < max; i++)
-        if (v[i]->block == b && (v[i]->state == RES_DEVICE) == resident)
-            out[(*n)++] = v[i];
+    for (int i = 0; i < st->nmembers && *n < max; i++)
+        if (st->members[i]->block == b && (st->members[i]->state == RES_DEVICE) == resident)
+            out[(*n)++] = st->members[i];
 }
 
 void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **fetch,
                           int *nfetch, int max)
 {
     *nevict = *nfetch = 0;
-    if (!detected || current < 0)
+    if (active < 0 || stacks[active].current < 0)
         return;
-    for (int j = swap_start; j < nblocks; j++)
-        if (!in_window(j))
-            collect(j, true, evict, nevict, max);
-    for (int i = 0, w = current; i < window; i++, w = next_swapped(w))
-        collect(w, false, fetch, nfetch, max);
+    struct stack *st = &stacks[active];
+    for (int j = st->swap_start; j < st->nblocks; j++)
+        if (!in_window(st, j))
+            collect(st, j, true, evict, nevict, max);
+    for (int i = 0, w = st->current; i < st->window; i++, w = next_swapped(st, w))
+        collect(st, w, false, fetch, nfetch, max);
 }
 
 void bs_sched_loaded(struct managed *m)
@@ -327,15 +345,21 @@ void bs_sched_use(struct managed *m)
     m->used = true;
     if (tags_dirty)
         build_from_tags();
-    else if (!detected && !ntagged && norder >= 2 * MIN_BLOCKS)
-        detect();
-    if (m->block >= 0 && swapped(m->block))
-        enter(m->block);
+    else if (!ntagged && norder - examined >= 2 * MIN_BLOCKS)
+        detect(); /* a model (or another) was loaded since the last look */
+    if (m->stack < 0)
+        return;
+    active = m->stack;
+    if (m->block >= 0 && swapped(&stacks[active], m->block))
+        enter(&stacks[active], m->block);
 }
 
 bool bs_sched_protected(const struct managed *m)
 {
-    return detected && m->block >= 0 && (!swapped(m->block) || in_window(m->block));
+    if (m->stack < 0 || m->stack != active || m->block < 0)
+        return false;
+    const struct stack *st = &stacks[m->stack];
+    return !swapped(st, m->block) || in_window(st, m->block);
 }
 
 void bs_sched_tag(struct managed *m, int block)
@@ -348,14 +372,17 @@ void bs_sched_tag(struct managed *m, int block)
     tags_dirty = true;
 }
 
-/* A freed weight ends the structure found; it is found again once the next model's
- * weights have all been used. */
+/* A freed weight ends its model's stack: the model is being unloaded. What is still
+ * loaded of it stays paged on demand; a reload is a new stack. */
 void bs_sched_forget(struct managed *m)
 {
-    if (m->block >= 0)
-        forget_blocks();
-    if (m->loaded)
-        drop(order, &norder, m);
+    if (m->stack >= 0)
+        stack_free(m->stack);
+    if (m->loaded) {
+        int i = drop(order, &norder, m);
+        if (i >= 0 && i < examined)
+            examined--;
+    }
     if (m->tag >= 0) {
         drop(tagged, &ntagged, m);
         tags_dirty = true;
@@ -364,17 +391,18 @@ void bs_sched_forget(struct managed *m)
 
 void bs_sched_stats(struct blockswap_stats *st)
 {
-    st->blocks = (uint64_t)nblocks;
-    st->blocks_swapped = (uint64_t)(nblocks - swap_start);
-    st->block_bytes = block_max;
+    const struct stack *s = active >= 0 ? &stacks[active] : nstacks ? &stacks[nstacks - 1] : NULL;
+    st->blocks = s ? (uint64_t)s->nblocks : 0;
+    st->blocks_swapped = s ? (uint64_t)(s->nblocks - s->swap_start) : 0;
+    st->block_bytes = s ? s->block_max : 0;
 }
 
 void bs_sched_reset(void)
 {
     order = tagged = NULL;
-    norder = cap_order = ntagged = cap_tagged = 0;
-    blocks = NULL;
-    nblocks = swap_start = 0;
-    current = -1;
-    detected = tags_dirty = false;
+    norder = cap_order = examined = ntagged = cap_tagged = 0;
+    memset(stacks, 0, sizeof(stacks));
+    nstacks = 0;
+    active = -1;
+    tags_dirty = false;
 }
