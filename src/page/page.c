@@ -28,7 +28,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* page_cv: an allocation stopped being busy. pager_cv: the pager has work. */
 static pthread_cond_t page_cv = PTHREAD_COND_INITIALIZER, pager_cv = PTHREAD_COND_INITIALIZER;
 static int nbusy;
-static bool pager_started, pager_pending;
+static bool pager_started, pager_pending, stopping;
 static BS_TLS bool on_pager;
 /* Set while the pager waits for the lock: launch paths hand it over when they end,
  * or a busy application thread could keep it from the pager indefinitely. */
@@ -643,7 +643,7 @@ static void *pager_main(void *arg)
         bs_log(BS_LOG_WARN, "the pager thread cannot use the application's CUDA context");
     pager_lock();
     for (;;) {
-        while (!pager_pending)
+        while (!pager_pending || stopping)
             pthread_cond_wait(&pager_cv, &lock);
         pager_pending = false;
         int ne = 0, nf = 0;
@@ -655,8 +655,22 @@ static void *pager_main(void *arg)
     return NULL;
 }
 
+/* At exit, before the driver tears contexts down (this runs first: it was registered
+ * after the application initialised CUDA), the pager finishes what it holds and
+ * starts nothing new. */
+static void pager_quiesce(void)
+{
+    pthread_mutex_lock(&lock);
+    stopping = true;
+    while (nbusy)
+        pthread_cond_wait(&page_cv, &lock);
+    pthread_mutex_unlock(&lock);
+}
+
 bool bs_page_pager_kick(void)
 {
+    if (stopping)
+        return false;
     /* The pager has not even started on the last window change: it is behind, so this
      * thread does the work itself, keeping VRAM within what the window promises. */
     if (pager_pending)
@@ -679,6 +693,7 @@ bool bs_page_pager_kick(void)
             return false;
         }
         pager_started = true;
+        atexit(pager_quiesce);
     }
     pager_pending = true;
     pthread_cond_signal(&pager_cv);
@@ -1071,7 +1086,7 @@ void bs_page_reset(void)
     pthread_cond_init(&page_cv, NULL);
     pthread_cond_init(&pager_cv, NULL);
     nbusy = 0;
-    pager_started = pager_pending = false; /* threads do not survive fork */
+    pager_started = pager_pending = stopping = false; /* threads do not survive fork */
     ready = false;
     memset(table, 0, sizeof(table));
     nresident = nslots = 0;
