@@ -161,19 +161,35 @@ static struct stack *stack_new(struct managed **v, int n, int nblocks)
 /* Looks at the weights loaded since the last look: the longest stretch of the load
  * order whose sizes repeat with period p gives blocks of p allocations each. Models are
  * loaded parameter by parameter in module order, which is the order blocks run in;
- * embeddings before and the head after stay outside, and so do small shared segments
- * first filled inside block 0 (they break the period there). It runs at the first
- * launch after loading, so the budget of the chosen k holds from the first step on. */
+ * embeddings before and the head after stay outside. It runs at the first launch after
+ * loading, so the budget of the chosen k holds from the first step on. */
 static void detect(void)
 {
     struct managed **v = order + examined;
     int n = norder - examined;
     examined = norder;
+    /* Small segments (a caching allocator packs biases and norms of many blocks into
+     * shared 2 MiB segments, filled as loading reaches them) would break the period
+     * wherever a new one starts: only allocations of at least 1/8 of the largest
+     * take part; the rest stay outside the blocks. */
+    uint64_t largest = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i]->padded > largest)
+            largest = v[i]->padded;
+    struct managed **f = malloc((size_t)(n ? n : 1) * sizeof(*f));
+    if (!f)
+        return;
+    int nf = 0;
+    for (int i = 0; i < n; i++) {
+        v[i]->block = -1;
+        if (v[i]->padded * 8 >= largest)
+            f[nf++] = v[i];
+    }
     int best_p = 0, best_first = 0, best_len = 0;
-    for (int p = 1; p <= MAX_PERIOD && 2 * p <= n; p++) {
+    for (int p = 1; p <= MAX_PERIOD && 2 * p <= nf; p++) {
         int run = 0;
-        for (int i = 0; i + p < n; i++) {
-            run = v[i]->padded == v[i + p]->padded ? run + 1 : 0;
+        for (int i = 0; i + p < nf; i++) {
+            run = f[i]->padded == f[i + p]->padded ? run + 1 : 0;
             int len = run + p; /* elements covered: [i - run + 1, i + p] */
             if (len / p >= MIN_BLOCKS && (len / p) * p > best_len) {
                 best_len = (len / p) * p;
@@ -183,12 +199,14 @@ static void detect(void)
         }
     }
     if (!best_p) {
+        free(f);
         bs_log(BS_LOG_INFO, "no repeated block structure among %d loaded allocations: "
                "paging on demand (tag blocks with blockswap_tag_block to help)", n);
         return;
     }
-    for (int i = 0; i < n; i++)
-        v[i]->block = i >= best_first && i < best_first + best_len ? (i - best_first) / best_p : -1;
+    for (int i = best_first; i < best_first + best_len; i++)
+        f[i]->block = (i - best_first) / best_p;
+    free(f);
     struct stack *st = stack_new(v, n, best_len / best_p);
     if (st) {
         choose_k(st, "detected", best_p);

@@ -4,8 +4,10 @@
  * during step 1. Prints the final checksum on stdout (identical with and without the
  * shim) and, under the shim, checks blockswap's view: blocks found, blocks swapped as
  * BLOCKSWAP_BLOCKS_TO_SWAP asks (argv[2], or -1 to skip), unchanged weights not copied
- * back (skipped when argv[2] is -1). argv[1]: "detect" or "tag" (the program tags the
- * blocks itself). */
+ * back (skipped when argv[2] is -1). argv[1]: "detect", "tag" (the program tags the
+ * blocks itself) or "caching" (laid out as PyTorch's caching allocator does: the
+ * embedding and head 32 MiB, and each block's 4 KiB bias in a 2 MiB segment shared by
+ * three blocks, filled as loading reaches it). */
 #include "kit.h"
 
 #define MiB (1024ull * 1024)
@@ -27,7 +29,7 @@ static CUdeviceptr alloc_loaded(size_t bytes, uint32_t seed)
 int main(int argc, char **argv)
 {
     CHECK(argc > 2);
-    bool tag = strcmp(argv[1], "tag") == 0;
+    bool tag = strcmp(argv[1], "tag") == 0, caching = strcmp(argv[1], "caching") == 0;
     int want_swapped = atoi(argv[2]);
     struct kit k;
     kit_init(&k);
@@ -35,11 +37,22 @@ int main(int argc, char **argv)
     CUfunction tanh_f = kit_fn(&k, "bs_tanh_f32"), sum = kit_fn(&k, "bs_checksum_u64");
     CUfunction sleep_f = kit_fn(&k, "bs_sleep");
 
-    CUdeviceptr embed = alloc_loaded(8 * MiB, 1), w[NB][4], head;
-    for (int b = 0; b < NB; b++)
+    size_t ends = caching ? 32 * MiB : 8 * MiB;
+    CUdeviceptr embed = alloc_loaded(ends, 1), w[NB][4], head, bias[NB], seg = 0;
+    float hb[1024];
+    for (int b = 0; b < NB; b++) {
+        if (caching) {
+            if (b % 3 == 0)
+                CHECK_CU(cuMemAlloc(&seg, 2 * MiB));
+            bias[b] = seg + (uint64_t)(b % 3) * 4096;
+            for (int i = 0; i < 1024; i++)
+                hb[i] = (float)((b * 7 + i) % 13) / 100.0f;
+            CHECK_CU(cuMemcpyHtoD(bias[b], hb, sizeof(hb)));
+        }
         for (int m = 0; m < 4; m++)
             w[b][m] = alloc_loaded(m < 3 ? 4 * MiB : 6 * MiB, (uint32_t)(10 * b + m + 2));
-    head = alloc_loaded(8 * MiB, 99);
+    }
+    head = alloc_loaded(ends, 99);
     int (*tag_fn)(uint64_t, int) = (int (*)(uint64_t, int))dlsym(RTLD_DEFAULT, "blockswap_tag_block");
     if (tag && tag_fn) { /* without the shim (the reference run) there is nothing to tag */
         for (int b = 0; b < NB; b++)
@@ -64,6 +77,12 @@ int main(int argc, char **argv)
                 seq[ns_++] = w[b][m];
         seq[ns_++] = head;
         for (int i = 0; i < ns_; i++) {
+            if (caching && i >= 1 && i <= NB * 4 && (i - 1) % 4 == 0) {
+                uint64_t cnt = 1024;
+                float one = 1.0f;
+                void *bp[] = { &x, &bias[(i - 1) / 4], &one, &cnt };
+                CHECK_CU(kit_launch(axpy, NULL, bp));
+            }
             void *gp[] = { &y, &seq[i], &x, &rows, &cols };
             CHECK_CU(kit_launch(gemv, NULL, gp));
             void *tp[] = { &y, &n };
