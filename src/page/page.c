@@ -19,9 +19,16 @@
 #include <unistd.h>
 
 #define MAX_STREAMS 64
+/* An application stream that used managed memory. A per-thread default stream means a
+ * different stream on each thread, and no other thread can record on it: its slot
+ * belongs to one thread and carries an event recorded after that thread's every
+ * operation on managed memory, which eviction waits on instead. */
 struct stream_slot {
     CUstream s;
+    pthread_t owner;  /* per_thread only */
+    bool per_thread;
     bool capturing;
+    CUevent last;     /* per_thread only */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -34,12 +41,6 @@ static BS_TLS bool on_pager;
  * or a busy application thread could keep it from the pager indefinitely. */
 static int pager_waiting;
 
-static void pager_lock(void)
-{
-    __atomic_store_n(&pager_waiting, 1, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&lock);
-    __atomic_store_n(&pager_waiting, 0, __ATOMIC_RELAXED);
-}
 static bool ready;            /* shim resources created in the application's context */
 static CUcontext ctx;
 static CUstream h2d, d2h;     /* the shim's own streams */
@@ -97,15 +98,27 @@ static CUstream norm_stream(CUstream s, unsigned flags)
 
 static int slot_of(CUstream s)
 {
+    bool pt = s == CU_STREAM_PER_THREAD;
+    pthread_t self = pthread_self();
     for (int i = 0; i < nslots; i++)
-        if (slots[i].s == s)
+        if (slots[i].s == s && (!pt || pthread_equal(slots[i].owner, self)))
             return i;
     if (nslots == MAX_STREAMS)
         return -1;
-    slots[nslots].s = s;
-    slots[nslots].capturing = false;
+    struct stream_slot *sl = &slots[nslots];
+    memset(sl, 0, sizeof(*sl));
+    sl->s = s;
+    if (pt) {
+        if (!ready || bs_drv.cuEventCreate(&sl->last, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
+            return -1; /* not followed: what uses it is pinned */
+        sl->per_thread = true;
+        sl->owner = self;
+    }
     return nslots++;
 }
+
+/* The per-thread slot whose event bs_page_end records after the operation. */
+static BS_TLS int record_slot = -1;
 
 /* ---- set-up, in the application's current context ---- */
 
@@ -245,6 +258,10 @@ static CUresult queue_user_waits(struct managed *m)
     for (int i = 0, e = 1; i < nslots && r == CUDA_SUCCESS; i++) {
         if (!(m->streams_used >> i & 1))
             continue;
+        if (slots[i].per_thread) {
+            r = bs_drv.cuStreamWaitEvent(d2h, slots[i].last, 0);
+            continue;
+        }
         r = bs_drv.cuEventRecord(scratch[e], slots[i].s);
         if (r == CUDA_SUCCESS)
             r = bs_drv.cuStreamWaitEvent(d2h, scratch[e], 0);
@@ -500,6 +517,13 @@ uint64_t bs_page_other_peak_locked(void)
 
 #define PAGER_BATCH 4096
 
+static void pager_lock(void)
+{
+    __atomic_store_n(&pager_waiting, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&lock);
+    __atomic_store_n(&pager_waiting, 0, __ATOMIC_RELAXED);
+}
+
 static void wait_idle(struct managed *m)
 {
     while (m->busy)
@@ -740,6 +764,7 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
     s = norm_stream(s, flags);
     int slot = slot_of(s);
     bool capturing = slot >= 0 && slots[slot].capturing;
+    record_slot = slot >= 0 && slots[slot].per_thread && !capturing ? slot : -1;
     CUresult r = CUDA_SUCCESS;
     /* Scheduling first: it may evict blocks that are done and prefetch the next ones;
      * anything of this operation it evicts is made resident again below. */
@@ -799,13 +824,19 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
         if (slot < 0)
             m->pinned = true; /* too many streams to follow: never evict it */
     }
-    if (r != CUDA_SUCCESS)
+    if (r != CUDA_SUCCESS) {
+        record_slot = -1;
         pthread_mutex_unlock(&lock);
+    }
     return r;
 }
 
 void bs_page_end(void)
 {
+    if (record_slot >= 0) {
+        bs_drv.cuEventRecord(slots[record_slot].last, CU_STREAM_PER_THREAD);
+        record_slot = -1;
+    }
     pthread_mutex_unlock(&lock);
     if (BS_UNLIKELY(__atomic_load_n(&pager_waiting, __ATOMIC_RELAXED)))
         sched_yield();
@@ -922,8 +953,14 @@ CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags)
         goto out;
     wait_idle(m);
     bs_sched_forget(m);
-    if (flags & BS_PAGE_STREAM_ORDERED)
-        m->streams_used |= 1ull << (slot_of(norm_stream(s, flags)) & 63);
+    if (flags & BS_PAGE_STREAM_ORDERED) {
+        int sl = slot_of(norm_stream(s, flags));
+        if (sl >= 0) {
+            m->streams_used |= 1ull << sl;
+            if (slots[sl].per_thread) /* this thread's stream: mark where the free is */
+                bs_drv.cuEventRecord(slots[sl].last, CU_STREAM_PER_THREAD);
+        }
+    }
     if (m->state == RES_DEVICE) {
         /* Nothing needs copying back: the contents die with the allocation. */
         m->dirty = false;
