@@ -625,7 +625,8 @@ static void pager_fetch(struct managed **list, int n)
     int k = 0;
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];
-        if (m->state == RES_DEVICE || m->busy)
+        /* The window may have moved on while the evictions were waited for. */
+        if (m->state == RES_DEVICE || m->busy || !bs_sched_protected(m))
             continue;
         if (make_room(m->padded, list, n, "prefetch") != CUDA_SUCCESS || !resident_add(m))
             break; /* no room yet: the block is paged in when it is used */
