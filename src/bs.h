@@ -92,21 +92,17 @@ void bs_config_print_help(int fd);
 
 /* ---- interpose/table.c: real driver functions, hook ids, lazy init ---- */
 #define BS_HOOK(name, pfn) BS_ID_##name,
-#define BS_PASS(name, pfn, params, args) BS_ID_##name,
 enum bs_hook_id {
 #include "interpose/hooks.def"
     BS_HOOK_COUNT
 };
 #undef BS_HOOK
-#undef BS_PASS
 
 /* The real driver functions behind each hook, set once resolved. */
 struct bs_real_table {
 #define BS_HOOK(name, pfn) pfn name;
-#define BS_PASS(name, pfn, params, args) pfn name;
 #include "interpose/hooks.def"
 #undef BS_HOOK
-#undef BS_PASS
 };
 extern struct bs_real_table bs_real;
 
@@ -181,8 +177,6 @@ bool bs_real_adopt(enum bs_hook_id id, void *p);
 void bs_count_call(enum bs_hook_id id);
 uint64_t bs_hook_calls_total(enum bs_hook_id id);
 
-/* Thread-local reentrancy guard: the shim's own driver calls pass straight through. */
-extern BS_TLS int bs_in_hook;
 
 /* ---- interpose/dl.c: the real dlsym/dlvsym, found without dlsym ---- */
 void *bs_real_dlsym(void *handle, const char *name);

@@ -6,10 +6,8 @@
 #include "bs.h"
 
 #define BS_HOOK(name, pfn) typedef __typeof__(*(pfn)0) bs_fn_##name; BS_EXPORT bs_fn_##name name;
-#define BS_PASS(name, pfn, params, args) BS_HOOK(name, pfn)
 #include "interpose/hooks.def"
 #undef BS_HOOK
-#undef BS_PASS
 
 /* Opens a hook: counts the call, fetches the real function into `real`, and
  * returns what the driver would when the function is missing. */
@@ -19,11 +17,11 @@
     if (BS_UNLIKELY(!real))                                                    \
         return bs_missing(BS_ID_##name)
 
-/* True when this call should be tracked: the shim is active and this is not
- * the driver re-entering an exported symbol on our own behalf. */
+/* True when this call should be tracked (the shim is not in pass-through). The shim's
+ * own driver calls go through bs_real/bs_drv and never reach a wrapper. */
 static inline bool tracking(void)
 {
-    return bs_active() && !bs_in_hook;
+    return bs_active();
 }
 
 /* True when the call may touch managed memory and so must go through page/. */

@@ -15,31 +15,24 @@
 /* Declare every wrapper with its real prototype: a definition that disagrees with
  * cudaTypedefs.h (or with cuda.h's own declaration) does not compile. */
 #define BS_HOOK(name, pfn) typedef __typeof__(*(pfn)0) bs_fn_##name; BS_EXPORT bs_fn_##name name;
-#define BS_PASS(name, pfn, params, args) BS_HOOK(name, pfn)
 #include "interpose/hooks.def"
 #undef BS_HOOK
-#undef BS_PASS
 
 struct bs_real_table bs_real;
 struct bs_driver_table bs_drv;
 struct bs_config bs_cfg;
 int bs_active_flag;
-BS_TLS int bs_in_hook;
 
 static const char *const hook_names[BS_HOOK_COUNT] = {
 #define BS_HOOK(name, pfn) [BS_ID_##name] = #name,
-#define BS_PASS(name, pfn, params, args) BS_HOOK(name, pfn)
 #include "interpose/hooks.def"
 #undef BS_HOOK
-#undef BS_PASS
 };
 
 static void *const hook_wrappers[BS_HOOK_COUNT] = {
 #define BS_HOOK(name, pfn) [BS_ID_##name] = (void *)name,
-#define BS_PASS(name, pfn, params, args) BS_HOOK(name, pfn)
 #include "interpose/hooks.def"
 #undef BS_HOOK
-#undef BS_PASS
 };
 
 /* The real table viewed as an array indexed by hook id; every member is a
@@ -232,19 +225,3 @@ void bs_init(void)
     while (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE)
         sched_yield();
 }
-
-/* ---- generated pass-through wrappers ---- */
-
-#define BS_HOOK(name, pfn)
-#define BS_PASS(name, pfn, params, args)                                       \
-    CUresult CUDAAPI name params                                               \
-    {                                                                          \
-        bs_count_call(BS_ID_##name);                                           \
-        pfn real_ = BS_REAL(name);                                             \
-        if (BS_UNLIKELY(!real_))                                               \
-            return bs_missing(BS_ID_##name);                                   \
-        return real_ args;                                                     \
-    }
-#include "interpose/hooks.def"
-#undef BS_HOOK
-#undef BS_PASS
