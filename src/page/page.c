@@ -530,6 +530,12 @@ static void wait_idle(struct managed *m)
         pthread_cond_wait(&page_cv, &lock);
 }
 
+static void busy_begin(struct managed *m)
+{
+    m->busy = true;
+    nbusy++;
+}
+
 static void busy_end(struct managed *m)
 {
     m->busy = false;
@@ -553,8 +559,7 @@ static void pager_evict(struct managed **list, int n)
                       bs_fp_fetch(m->fp_slot, d2h) == CUDA_SUCCESS;
         if (bs_drv.cuEventRecord(m->done, d2h) != CUDA_SUCCESS)
             continue;
-        m->busy = true;
-        nbusy++;
+        busy_begin(m);
         list[k++] = m;
     }
     n = k;
@@ -630,8 +635,7 @@ static void pager_fetch(struct managed **list, int n)
             continue;
         if (make_room(m->padded, list, n, "prefetch") != CUDA_SUCCESS || !resident_add(m))
             break; /* no room yet: the block is paged in when it is used */
-        m->busy = true;
-        nbusy++;
+        busy_begin(m);
         list[k++] = m;
     }
     n = k;
