@@ -79,5 +79,9 @@ void bs_sched_forget(struct managed *m);
 void bs_sched_tag(struct managed *m, int block);
 void bs_sched_stats(struct blockswap_stats *st);
 void bs_sched_reset(void);
+/* control: blockswapctl's view and settings. */
+bool bs_sched_ctl_host_needed(const struct managed *m);
+int bs_sched_ctl_set_k(uint64_t k);
+size_t bs_sched_ctl_json(char *buf, size_t cap);
 
 #endif

@@ -1,0 +1,96 @@
+/* Unit: bs_control_handle_request, the protocol without a socket. Every request, valid
+ * or not (overlong, binary, unknown, random bytes), gets exactly one JSON line that fits
+ * the buffer; bad ones change nothing. No CUDA here: status, evict and trim answer with
+ * empty figures. */
+#include "bs.h"
+#include "cutest.h"
+
+#include <string.h>
+
+static char resp[1 << 16];
+
+static int ask(const char *req, size_t len)
+{
+    memset(resp, 0x55, sizeof(resp));
+    int n = bs_control_handle_request(req, len, resp, sizeof(resp));
+    CHECK(n > 0 && (size_t)n < sizeof(resp));
+    CHECK(resp[0] == '{' && resp[n - 1] == '\n' && resp[n] == '\0');
+    CHECK(memchr(resp, '\n', (size_t)n - 1) == NULL); /* one line */
+    return n;
+}
+
+static void refused(const char *req, size_t len, const char *why)
+{
+    ask(req, len);
+    if (strncmp(resp, "{\"ok\":false,\"error\":\"", 21) != 0 || !strstr(resp, why)) {
+        fprintf(stderr, "request %.40s: %s", req ? req : "(null)", resp);
+        exit(1);
+    }
+}
+
+int main(void)
+{
+    bs_config_defaults(&bs_cfg);
+    bs_log_set_level(BS_LOG_ERROR);
+
+    ask("status\n", 7);
+    CHECK(strncmp(resp, "{\"ok\":true,\"command\":\"status\"", 29) == 0);
+    CHECK(strstr(resp, "\"stall_ms\":null") && strstr(resp, "\"stacks\":[]"));
+    ask("status", 6); /* the newline is optional */
+    ask("ping\n", 5);
+    CHECK(strstr(resp, "\"version\":\"" BS_VERSION "\""));
+    ask("evict\n", 6);
+    CHECK(strstr(resp, "\"evicted\":0") && strstr(resp, "\"resident_bytes\":0"));
+    ask("trim\n", 5);
+    CHECK(strstr(resp, "\"host_freed_bytes\":0"));
+    ask("  set   blocks-to-swap  3 \n", 27);
+    CHECK(strstr(resp, "\"blocks_to_swap\":3") && strstr(resp, "when blocks are found"));
+    CHECK_EQ_U64(bs_cfg.blocks_to_swap, 3); /* no stack yet: the next one found uses it */
+    ask("set blocks-to-swap auto\n", 24);
+    CHECK(bs_cfg.blocks_to_swap == BS_SIZE_AUTO);
+
+    refused(NULL, 0, "empty");
+    refused("", 0, "empty");
+    refused("\n", 1, "empty");
+    refused("   ", 3, "empty");
+    refused("status\r\n", 8, "printable ASCII");
+    refused("stat\0us\n", 8, "printable ASCII");
+    refused("\xff\xfe", 2, "printable ASCII");
+    refused("status\n\n", 8, "printable ASCII");
+    refused("status now", 10, "unknown request");
+    refused("set blocks-to-swap", 18, "unknown request");
+    refused("set blocks-to-swap -1", 21, "bad value");
+    refused("set blocks-to-swap 100001", 25, "bad value");
+    refused("set blocks-to-swap 18446744073709551616", 39, "bad value");
+    refused("set prefetch 2", 14, "unknown setting");
+    refused("a b c d e", 9, "too many words");
+    char big[4096];
+    memset(big, 'a', sizeof(big));
+    refused(big, 256, "too long");
+    refused(big, sizeof(big), "too long");
+    ask(big, 255); /* 255 bytes is allowed: an unknown one */
+    CHECK(strstr(resp, "unknown request"));
+    CHECK(bs_cfg.blocks_to_swap == BS_SIZE_AUTO); /* no bad request changed it */
+
+    /* A buffer too small for the answer gets a short error, or nothing at all. */
+    char small[48];
+    CHECK(bs_control_handle_request("status", 6, small, sizeof(small)) == -ENOSPC);
+    char mid[100];
+    int n = bs_control_handle_request("status", 6, mid, sizeof(mid));
+    CHECK(n > 0 && strstr(mid, "answer too long"));
+
+    /* Random bytes: always one line of JSON-shaped answer, never a crash. */
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 20000; i++) {
+        size_t len = (size_t)(x % 300);
+        for (size_t j = 0; j < len; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* Mostly printable, so that some requests get as far as the words. */
+            big[j] = (char)(x % 5 ? ' ' + x % 95 : x);
+        }
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ask(big, len);
+    }
+    printf("all requests answered with one JSON line\n");
+    return 0;
+}
