@@ -1,0 +1,185 @@
+/* blockswap-probe: what `blockswap-run --check` runs. `driver` talks to libcuda.so.1
+ * (dlopen, never linked) and names the driver, each device and its free memory;
+ * `config`, run with libblockswap.so preloaded, asks the shim whether it is active.
+ * Prints lines for a person; exit status 0 means "blockswap would work". */
+#define _GNU_SOURCE
+#include <cuda.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+struct driver {
+    CUresult (*init)(unsigned);
+    CUresult (*version)(int *);
+    CUresult (*count)(int *);
+    CUresult (*get)(CUdevice *, int);
+    CUresult (*name)(char *, int, CUdevice);
+    CUresult (*attribute)(int *, CUdevice_attribute, CUdevice);
+    CUresult (*retain)(CUcontext *, CUdevice);
+    CUresult (*release)(CUdevice);
+    CUresult (*set_current)(CUcontext);
+    CUresult (*meminfo)(size_t *, size_t *);
+    CUresult (*error_name)(CUresult, const char **);
+};
+
+static const char *error_name(const struct driver *d, CUresult r)
+{
+    const char *s = NULL;
+    if (d->error_name && d->error_name(r, &s) == CUDA_SUCCESS && s)
+        return s;
+    return "unknown CUDA error";
+}
+
+/* One device: name, compute capability, VMM support, total and free memory. */
+static int probe_device(const struct driver *d, int ordinal)
+{
+    CUdevice dev;
+    char name[256] = "?";
+    int major = 0, minor = 0, vmm = 0;
+    CUresult r = d->get(&dev, ordinal);
+    if (r != CUDA_SUCCESS) {
+        printf("device %d: cuDeviceGet failed: %s\n", ordinal, error_name(d, r));
+        return 1;
+    }
+    d->name(name, sizeof(name), dev);
+    d->attribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+    d->attribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    d->attribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev);
+
+    /* Free memory needs a context: the primary one, released again at once. */
+    CUcontext ctx = NULL;
+    size_t free_b = 0, total = 0;
+    r = d->retain(&ctx, dev);
+    if (r == CUDA_SUCCESS) {
+        r = d->set_current(ctx);
+        if (r == CUDA_SUCCESS)
+            r = d->meminfo(&free_b, &total);
+        d->set_current(NULL);
+        d->release(dev);
+    }
+    if (r != CUDA_SUCCESS) {
+        printf("device %d: %s, compute capability %d.%d; cannot read its memory: %s\n",
+               ordinal, name, major, minor, error_name(d, r));
+        return 1;
+    }
+    printf("device %d: %s, compute capability %d.%d, %.1f GiB total, %.1f GiB free\n",
+           ordinal, name, major, minor, total / GIB, free_b / GIB);
+    if (!vmm) {
+        printf("problem:  device %d lacks virtual memory management (cuMemCreate/cuMemMap), "
+               "which blockswap pages with\n", ordinal);
+        return 1;
+    }
+    return 0;
+}
+
+static int probe_driver(void)
+{
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        printf("driver:   no NVIDIA driver (libcuda.so.1 not found)\n");
+        return 1;
+    }
+    const char *path = "libcuda.so.1";
+    struct link_map *lm = NULL;
+    if (dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name && lm->l_name[0])
+        path = lm->l_name;
+
+    struct driver d = {
+#define SYM(field, name) .field = (__typeof__(d.field))dlsym(h, name)
+        SYM(init, "cuInit"),
+        SYM(version, "cuDriverGetVersion"),
+        SYM(count, "cuDeviceGetCount"),
+        SYM(get, "cuDeviceGet"),
+        SYM(name, "cuDeviceGetName"),
+        SYM(attribute, "cuDeviceGetAttribute"),
+        SYM(retain, "cuDevicePrimaryCtxRetain"),
+        SYM(release, "cuDevicePrimaryCtxRelease_v2"),
+        SYM(set_current, "cuCtxSetCurrent"),
+        SYM(meminfo, "cuMemGetInfo_v2"),
+        SYM(error_name, "cuGetErrorName"),
+#undef SYM
+    };
+    if (!d.init || !d.version || !d.count || !d.get || !d.name || !d.attribute ||
+        !d.retain || !d.release || !d.set_current || !d.meminfo) {
+        printf("driver:   %s lacks basic CUDA driver functions: not a usable NVIDIA driver\n",
+               path);
+        return 1;
+    }
+    int version = 0;
+    d.version(&version);
+    printf("driver:   %s, CUDA %d.%d\n", path, version / 1000, version % 1000 / 10);
+
+    int status = 0;
+    /* Without parameter layouts the shim cannot see what a kernel touches, and
+     * then pages nothing. */
+    if (!dlsym(h, "cuFuncGetParamInfo")) {
+        printf("problem:  the driver lacks cuFuncGetParamInfo (CUDA 12.4+ drivers have it): "
+               "blockswap would page nothing; update the NVIDIA driver\n");
+        status = 1;
+    }
+    CUresult r = d.init(0);
+    if (r != CUDA_SUCCESS) {
+        printf("problem:  cuInit failed: %s (no usable GPU, or the driver and kernel "
+               "module disagree; see nvidia-smi)\n", error_name(&d, r));
+        return 1;
+    }
+    int n = 0;
+    r = d.count(&n);
+    if (r != CUDA_SUCCESS || n < 1) {
+        printf("problem:  the driver sees no CUDA device\n");
+        return 1;
+    }
+    for (int i = 0; i < n; i++)
+        status |= probe_device(&d, i);
+    return status;
+}
+
+static int probe_config(void)
+{
+    const char *(*version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT,
+                                                               "blockswap_version");
+    int (*enabled)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blockswap_enabled");
+    if (!version || !enabled) {
+        printf("library:  not loaded (LD_PRELOAD failed; the dynamic loader's message, "
+               "if any, is above)\n");
+        return 1;
+    }
+    printf("library:  loaded, blockswap %s\n", version());
+    fflush(stdout);
+    if (enabled()) {
+        printf("config:   valid: blockswap is active\n");
+        return 0;
+    }
+    const char *dis = getenv("BLOCKSWAP_DISABLE");
+    if (dis && (!strcmp(dis, "1") || !strcmp(dis, "true") || !strcmp(dis, "yes") ||
+                !strcmp(dis, "on")))
+        printf("config:   BLOCKSWAP_DISABLE=%s: blockswap would pass every call through\n",
+               dis);
+    else
+        printf("config:   not valid: the blockswap: error line above names the variable; "
+               "blockswap would pass every call through\n");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    int status;
+    if (argc == 2 && strcmp(argv[1], "driver") == 0) {
+        status = probe_driver();
+    } else if (argc == 2 && strcmp(argv[1], "config") == 0) {
+        status = probe_config();
+    } else {
+        fprintf(stderr, "usage: blockswap-probe driver|config\n"
+                        "  (run by blockswap-run --check; config expects libblockswap.so "
+                        "in LD_PRELOAD)\n");
+        return 2;
+    }
+    /* _exit: the preloaded shim's exit summary is no part of a check. */
+    fflush(stdout);
+    _exit(status);
+}

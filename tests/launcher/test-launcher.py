@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Tests of blockswap-run: option mapping, LD_PRELOAD, --check on the simulated driver
+and without any driver, the ComfyUI additions (on a fake ComfyUI tree made here), and
+the unconfigured launcher of a source tree. One CASE per meson test.
+
+usage: test-launcher.py CASE --launcher PATH --source-launcher PATH --lib PATH
+                        --probe PATH --sim DIR --transformer PATH
+"""
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
+
+SKIP = 77
+A = None  # parsed arguments
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL: " + msg, file=sys.stderr)
+
+
+def expect(cond, msg):
+    if not cond:
+        fail(msg)
+    return cond
+
+
+def base_env(**extra):
+    """The test's environment without anything that would change the launcher's
+    behaviour, plus extra (None removes a variable)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BLOCKSWAP_", "PYTORCH_", "LD_PRELOAD", "LD_LIBRARY_PATH"))}
+    for k, v in extra.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def run(args, env=None, cwd=None, launcher=None):
+    cmd = [launcher or A.launcher] + args
+    p = subprocess.run(cmd, env=env if env is not None else base_env(), cwd=cwd,
+                       capture_output=True, text=True, timeout=120)
+    print(f"$ {' '.join(cmd)}  -> {p.returncode}\n{p.stdout}{p.stderr}", end="")
+    return p
+
+
+# A program that prints what it was given: argv and the variables the launcher sets.
+SHOW = r"""
+import json, os, sys
+keys = ("BLOCKSWAP_", "PYTORCH_", "LD_PRELOAD")
+print(json.dumps({"argv": sys.argv[1:],
+                  "env": {k: v for k, v in os.environ.items() if k.startswith(keys)}}))
+"""
+
+
+def shown(p):
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            return json.loads(line)
+    fail("the command printed no JSON")
+    return {"argv": [], "env": {}}
+
+
+def show_cmd(tmp):
+    path = os.path.join(tmp, "show.py")
+    with open(path, "w") as f:
+        f.write(SHOW)
+    return [sys.executable, path]
+
+
+# ---- cases ----
+
+def case_help_and_version(tmp):
+    p = run(["--help"])
+    expect(p.returncode == 0, "--help exits 0")
+    for opt in ["--blocks-to-swap", "--vram-limit", "--prefetch", "--trace", "--log-level",
+                "--check", "--version", "--library", "--dry-run", "--no-comfyui-flags"]:
+        expect(opt in p.stdout, f"--help mentions {opt}")
+    p = run(["--version"])
+    expect(p.returncode == 0, "--version exits 0")
+    expect(re.match(r"blockswap-run \d+\.\d+\.\d+\n", p.stdout), "--version names the version")
+    expect(f"library: {A.lib} (build tree)" in p.stdout, "--version names the library")
+
+
+def case_options_set_variables(tmp):
+    trace = os.path.join(tmp, "trace.json")
+    log = os.path.join(tmp, "bs.log")
+    p = run(["--blocks-to-swap", "20", "--vram-limit", "11500M", "--prefetch=3",
+             "--trace", trace, "--log-level=debug", "--log-file", log, "--"]
+            + show_cmd(tmp) + ["--blocks-to-swap", "x"],
+            env=base_env(BLOCKSWAP_RESERVE="1G", BLOCKSWAP_PREFETCH="5",
+                         BLOCKSWAP_LIBRARY=A.lib))
+    expect(p.returncode == 0, "the command ran")
+    got = shown(p)
+    want = {"BLOCKSWAP_BLOCKS_TO_SWAP": "20", "BLOCKSWAP_VRAM_LIMIT": "11500M",
+            "BLOCKSWAP_PREFETCH": "3", "BLOCKSWAP_TRACE": trace,
+            "BLOCKSWAP_LOG_LEVEL": "debug", "BLOCKSWAP_LOG_FILE": log,
+            "BLOCKSWAP_RESERVE": "1G", "LD_PRELOAD": A.lib}
+    expect(got["env"] == want, f"environment {got['env']} == {want}")
+    expect(got["argv"] == ["--blocks-to-swap", "x"], "arguments after the command are its own")
+    p = run(["--blocks-to-swap", "auto", "--vram-limit", "auto"] + show_cmd(tmp))
+    got = shown(p)
+    expect(got["env"].get("BLOCKSWAP_BLOCKS_TO_SWAP") == "auto" and
+           got["env"].get("BLOCKSWAP_VRAM_LIMIT") == "auto", "auto accepted")
+    p = run(["--vram-limit", "24GiB"] + show_cmd(tmp) + ["a b", "it's"])
+    got = shown(p)
+    expect(got["argv"] == ["a b", "it's"], "arguments pass through unchanged")
+    p = run(["-n", "--vram-limit", "8G", "printf", "%s\\n", "a b"])
+    expect(p.returncode == 0 and "BLOCKSWAP_VRAM_LIMIT=8G\n" in p.stdout and
+           f"LD_PRELOAD={A.lib}\n" in p.stdout and
+           "exec printf '%s\\n' 'a b'\n" in p.stdout, "--dry-run prints and runs nothing")
+
+
+def case_ld_preload_appended_once(tmp):
+    other = "/usr/lib/nonexistent-preload.so"
+    p = run(show_cmd(tmp), env=base_env(LD_PRELOAD=other))
+    expect(shown(p)["env"]["LD_PRELOAD"] == f"{other}:{A.lib}", "appended after ':'")
+    for existing in [A.lib, f"{other}:{A.lib}", f"{A.lib} {other}"]:
+        p = run(show_cmd(tmp), env=base_env(LD_PRELOAD=existing))
+        expect(shown(p)["env"]["LD_PRELOAD"] == existing, f"{existing!r} kept, not doubled")
+    copy = os.path.join(tmp, "libblockswap.so")
+    shutil.copy(A.lib, copy)
+    p = run(show_cmd(tmp), env=base_env(LD_PRELOAD=copy))
+    expect(p.returncode == 2 and "{" not in p.stdout, "a second libblockswap is refused")
+    expect(f"blockswap-run: LD_PRELOAD already holds another libblockswap.so ({copy})"
+           in p.stderr, "the refusal names it")
+
+
+def case_bad_values_rejected(tmp):
+    marker = os.path.join(tmp, "ran")
+    bad = [
+        (["--blocks-to-swap", "-1"], "--blocks-to-swap -1: accepted: auto or a whole number from 0 to 100000"),
+        (["--blocks-to-swap", "100001"], "--blocks-to-swap 100001: accepted:"),
+        (["--vram-limit", "12X"], "--vram-limit 12X: accepted: auto or a size from 2M to 1024T bytes"),
+        (["--vram-limit", "1M"], "--vram-limit 1M: accepted:"),
+        (["--vram-limit", "2048T"], "--vram-limit 2048T: accepted:"),
+        (["--vram-limit", "1.5G"], "--vram-limit 1.5G: accepted:"),
+        (["--prefetch", "0"], "--prefetch 0: accepted: a whole number from 1 to 64"),
+        (["--prefetch", "65"], "--prefetch 65: accepted:"),
+        (["--log-level", "loud"], "--log-level loud: accepted: error, warn, info, debug"),
+        (["--trace", "/nonexistent/dir/t.json"], "--trace /nonexistent/dir/t.json: the directory /nonexistent/dir does not exist"),
+        (["--library", "/nonexistent/libblockswap.so"], "--library /nonexistent/libblockswap.so: no such file"),
+        (["--prefetch"], "--prefetch needs a value"),
+        (["--frobnicate"], "unknown option --frobnicate"),
+        ([], "no command given"),
+    ]
+    for args, msg in bad:
+        cmd = ["touch", marker] if args and args != ["--prefetch"] else []
+        p = run(args + cmd)
+        expect(p.returncode == 2, f"{args}: exit status 2")
+        lines = p.stderr.splitlines()
+        expect(len(lines) == 1 and lines[0].startswith("blockswap-run: " + msg),
+               f"{args}: one line starting 'blockswap-run: {msg}'")
+        expect(not os.path.exists(marker), f"{args}: the command did not run")
+
+
+def sim_env(**extra):
+    return base_env(LD_LIBRARY_PATH=A.sim, **extra)
+
+
+def case_check_ok_on_simulated_driver(tmp):
+    p = run(["--check", "--vram-limit", "4G", "--blocks-to-swap", "auto"], env=sim_env())
+    expect(p.returncode == 0, "--check exits 0")
+    for rx in [r"^blockswap-run \d+\.\d+\.\d+$",
+               rf"^library:  {re.escape(A.lib)} \(build tree\)$",
+               r"^driver:   \S*libcuda\.so\.1, CUDA 13\.0$",
+               r"^device 0: blockswap simulated GPU, compute capability 9\.0, 8\.0 GiB total, [\d.]+ GiB free$",
+               r"^config:   BLOCKSWAP_BLOCKS_TO_SWAP=auto BLOCKSWAP_VRAM_LIMIT=4G$",
+               r"^library:  loaded, blockswap \d+\.\d+\.\d+$",
+               r"^config:   valid: blockswap is active$",
+               r"^check:    ok: blockswap would work here$"]:
+        expect(re.search(rx, p.stdout, re.M), f"stdout has /{rx}/")
+    p = run(["--check"], env=sim_env())
+    expect(p.returncode == 0 and "config:   defaults (no BLOCKSWAP_* variable set)" in p.stdout,
+           "--check with the defaults")
+
+
+def case_check_fails_on_bad_config(tmp):
+    p = run(["--check"], env=sim_env(BLOCKSWAP_PREFETCH="0"))
+    expect(p.returncode == 1, "a bad value: exit 1")
+    expect("blockswap: error: BLOCKSWAP_PREFETCH=0 is not valid; accepted: a whole number from 1 to 64"
+           in p.stderr, "the shim's line names the variable")
+    expect(re.search(r"^config:   not valid: ", p.stdout, re.M), "config: not valid")
+    expect(re.search(r"^check:    blockswap would not work here", p.stdout, re.M), "verdict")
+    p = run(["--check"], env=sim_env(BLOCKSWAP_DISABLE="1"))
+    expect(p.returncode == 1 and "config:   BLOCKSWAP_DISABLE=1: blockswap would pass every call through"
+           in p.stdout, "BLOCKSWAP_DISABLE=1: exit 1, said")
+    p = run(["--check"], env=sim_env(BLOCKSWAP_LIBRARY="/nonexistent/libblockswap.so"))
+    expect(p.returncode == 1 and
+           "library:  not found: /nonexistent/libblockswap.so (BLOCKSWAP_LIBRARY)" in p.stdout,
+           "a missing library: exit 1, said")
+
+
+def case_check_without_driver(tmp):
+    probe = subprocess.run([A.probe, "driver"], env=base_env(), capture_output=True, text=True)
+    if "no NVIDIA driver" not in probe.stdout:
+        print("this machine has a CUDA driver (" + probe.stdout.strip() + "): skipped")
+        return SKIP
+    p = run(["--check"], env=base_env())
+    expect(p.returncode == 1, "no driver: exit 1")
+    expect("driver:   no NVIDIA driver (libcuda.so.1 not found)\n" in p.stdout, "said")
+    expect("check:    blockswap would not work here" in p.stdout, "verdict")
+
+
+def case_runs_program_under_shim(tmp):
+    prog = [A.transformer, "6", "1024", "2"]  # 6 weights of 4 MiB, 12 MiB of VRAM
+    ref = subprocess.run(prog, env=sim_env(), capture_output=True, text=True, timeout=120)
+    expect(ref.returncode == 0, "the program runs without the shim")
+    p = run(["--vram-limit", "12M", "--log-level", "info", "--"] + prog, env=sim_env())
+    expect(p.returncode == 0, "and under the launcher")
+    expect(p.stdout == ref.stdout, "with identical output")
+    expect(re.search(r"^blockswap: blockswap \S+ active", p.stderr, re.M), "the shim was active")
+    expect(re.search(r"^blockswap: exit: [1-9]\d* page-ins", p.stderr, re.M), "and paged")
+
+
+# ---- ComfyUI ----
+
+def comfy_tree(tmp, flags, name="ComfyUI"):
+    root = os.path.join(tmp, name)
+    os.makedirs(os.path.join(root, "comfy"), exist_ok=True)
+    with open(os.path.join(root, "main.py"), "w") as f:
+        f.write(SHOW)
+    if flags is not None:
+        with open(os.path.join(root, "comfy", "cli_args.py"), "w") as f:
+            f.write("import argparse\nparser = argparse.ArgumentParser()\n")
+            for fl in flags:
+                f.write(f'parser.add_argument("{fl}", action="store_true")\n')
+    return root
+
+
+NEW = ["--disable-cuda-malloc", "--cuda-malloc", "--gpu-only", "--highvram", "--lowvram",
+       "--novram", "--cpu", "--disable-dynamic-vram", "--enable-dynamic-vram",
+       "--disable-cuda-graphs"]
+ALL_ADDED = ["--disable-dynamic-vram", "--disable-cuda-malloc", "--disable-cuda-graphs"]
+
+
+def added_lines(p):
+    return [l for l in p.stderr.splitlines() if l.startswith("blockswap-run: ComfyUI: ")]
+
+
+def case_comfyui_gets_flags(tmp):
+    root = comfy_tree(tmp, NEW)
+    for cmd, cwd in [([sys.executable, "main.py", "--listen", "0.0.0.0"], root),
+                     ([sys.executable, "-u", "-X", "utf8", os.path.join(root, "main.py")], tmp)]:
+        p = run(["--vram-limit", "12G"] + cmd, cwd=cwd)
+        got = shown(p)
+        expect(got["argv"][-3:] == ALL_ADDED, f"flags appended: {got['argv']}")
+        expect(got["env"].get("PYTORCH_CUDA_ALLOC_CONF") == "expandable_segments:False",
+               "the caching allocator without expandable segments")
+        lines = added_lines(p)
+        expect(len(lines) == 4, "one line per addition")
+        for what in ALL_ADDED + ["PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False"]:
+            expect(any(re.match(rf"blockswap-run: ComfyUI: (adding|setting) {what}: \S", l)
+                       for l in lines), f"{what} is said, with why")
+
+
+def case_comfyui_respects_user_choices(tmp):
+    root = comfy_tree(tmp, NEW)
+    main = os.path.join(root, "main.py")
+    py = sys.executable
+
+    def argv_env(args, env=None):
+        p = run(args, env=env)
+        expect(p.returncode == 0, f"{args}: ran")
+        got = shown(p)
+        return got["argv"], got["env"], p
+
+    for choice in ["--gpu-only", "--highvram", "--novram", "--disable-dynamic-vram"]:
+        argv, _, p = argv_env([py, main, choice])
+        expect("--disable-dynamic-vram" not in argv[1:] or choice == "--disable-dynamic-vram",
+               f"{choice}: no --disable-dynamic-vram added")
+        expect(argv.count("--disable-dynamic-vram") <= 1, f"{choice}: never twice")
+        expect(f"blockswap-run: ComfyUI: {choice} already keeps ComfyUI's dynamic VRAM off"
+               in p.stderr, f"{choice}: said")
+    argv, _, _ = argv_env([py, main, "--lowvram"])
+    expect("--disable-dynamic-vram" in argv, "--lowvram does not turn dynamic VRAM off")
+    argv, _, p = argv_env([py, main, "--enable-dynamic-vram"])
+    expect("--disable-dynamic-vram" not in argv, "--enable-dynamic-vram is respected")
+    expect("blockswap-run: warning: ComfyUI: --enable-dynamic-vram turns on comfy-aimdo"
+           in p.stderr, "with a warning")
+    argv, env, _ = argv_env([py, main, "--cuda-malloc"])
+    expect("--disable-cuda-malloc" not in argv and "PYTORCH_CUDA_ALLOC_CONF" not in env,
+           "--cuda-malloc is respected")
+    argv, env, p = argv_env([py, main], env=base_env(PYTORCH_CUDA_ALLOC_CONF="backend:cudaMallocAsync"))
+    expect("--disable-cuda-malloc" not in argv and
+           env["PYTORCH_CUDA_ALLOC_CONF"] == "backend:cudaMallocAsync",
+           "a backend in PYTORCH_CUDA_ALLOC_CONF is respected")
+    argv, env, _ = argv_env([py, main], env=base_env(PYTORCH_ALLOC_CONF="garbage_collection_threshold:0.8"))
+    expect("--disable-cuda-malloc" in argv and "PYTORCH_CUDA_ALLOC_CONF" not in env and
+           env["PYTORCH_ALLOC_CONF"] == "garbage_collection_threshold:0.8",
+           "PYTORCH_ALLOC_CONF kept; no second variable set")
+    argv, _, p = argv_env([py, main, "--disable-cuda-graphs", "--disable-cuda-malloc"])
+    expect(argv.count("--disable-cuda-graphs") == 1 and argv.count("--disable-cuda-malloc") == 1,
+           "flags the user gave are not repeated")
+    argv, env, p = argv_env(["--no-comfyui-flags", py, main, "--port", "8189"])
+    expect(argv == ["--port", "8189"] and "PYTORCH_CUDA_ALLOC_CONF" not in env and
+           not added_lines(p), "--no-comfyui-flags adds nothing")
+
+
+def case_comfyui_old_version_gets_no_unknown_flags(tmp):
+    old = comfy_tree(tmp, ["--disable-cuda-malloc", "--cuda-malloc", "--gpu-only"], "old")
+    p = run([sys.executable, os.path.join(old, "main.py")])
+    got = shown(p)
+    expect(got["argv"] == ["--disable-cuda-malloc"],
+           f"a ComfyUI without dynamic VRAM or graph flags gets only what it knows: {got['argv']}")
+    not_comfy = comfy_tree(tmp, None, "not-comfy")  # a main.py, but no comfy/cli_args.py
+    for cmd in [[sys.executable, os.path.join(not_comfy, "main.py")],
+                [sys.executable, "-c", SHOW, os.path.join(old, "main.py")]]:
+        p = run(cmd)
+        expect(shown(p)["argv"] in ([], [os.path.join(old, "main.py")]) and not added_lines(p),
+               f"{cmd[:2]}: not ComfyUI, nothing added")
+
+
+def case_source_tree_finds_newest_build(tmp):
+    src = os.path.join(tmp, "src-tree")
+    os.makedirs(os.path.join(src, "scripts"))
+    shutil.copy(A.source_launcher, os.path.join(src, "scripts", "blockswap-run"))
+    with open(os.path.join(src, "meson.build"), "w") as f:
+        f.write("project('blockswap', 'c',\n  version : '9.8.7',\n)\n")
+    libs = {}
+    for b in ["build", "build-new"]:
+        d = os.path.join(src, b, "src")
+        os.makedirs(os.path.join(d, "tools"))
+        libs[b] = os.path.join(d, "libblockswap.so")
+        shutil.copy(A.lib, libs[b])
+        shutil.copy(A.probe, os.path.join(d, "tools", "blockswap-probe"))
+    old = time.time() - 3600
+    os.utime(libs["build"], (old, old))
+    launcher = os.path.join(src, "scripts", "blockswap-run")
+    p = run(["--version"], launcher=launcher)
+    expect(p.stdout.startswith("blockswap-run 9.8.7\n"), "version read from meson.build")
+    expect(f"library: {libs['build-new']} (source tree, newest build:" in p.stdout,
+           "the most recently built build*/ is used")
+    p = run(show_cmd(tmp), launcher=launcher)
+    expect(shown(p)["env"]["LD_PRELOAD"] == libs["build-new"], "and preloaded")
+    p = run(["--library", libs["build"]] + show_cmd(tmp), launcher=launcher)
+    expect(shown(p)["env"]["LD_PRELOAD"] == libs["build"], "--library wins")
+    p = run(["--check"], env=sim_env(), launcher=launcher)
+    expect(p.returncode == 0, "--check works from the source tree")
+    empty = os.path.join(tmp, "empty-tree", "scripts")
+    os.makedirs(empty)
+    shutil.copy(A.source_launcher, empty)
+    p = run(["true"], launcher=os.path.join(empty, "blockswap-run"))
+    expect(p.returncode == 2 and "libblockswap.so not found" in p.stderr and
+           "source tree, not built" in p.stderr, "an unbuilt source tree says so")
+
+
+def main():
+    global A
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case")
+    for opt in ["launcher", "source-launcher", "lib", "probe", "sim", "transformer"]:
+        ap.add_argument("--" + opt, required=True)
+    A = ap.parse_args()
+    A.lib = os.path.realpath(A.lib)
+    fn = globals().get("case_" + A.case.replace("-", "_"))
+    if not fn:
+        print(f"unknown case {A.case}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        r = fn(tmp)
+    if r == SKIP:
+        return SKIP
+    if failures:
+        print(f"{len(failures)} check(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
