@@ -24,6 +24,17 @@ static inline bool tracking(void)
     return bs_active();
 }
 
+/* interpose/peers.c: true once another pager of GPU memory (comfy-aimdo) is loaded
+ * in the process; logged once. Looks at the loaded objects only when their count
+ * changed. Allocation hooks then leave new allocations to the driver. */
+bool bs_peers_aside(void);
+
+/* True when blockswap must leave this allocation alone: pass-through, or a peer. */
+static inline bool standing_aside(void)
+{
+    return !tracking() || bs_peers_aside();
+}
+
 /* True when the call may touch managed memory and so must go through page/. */
 static inline bool paging(void)
 {

@@ -119,6 +119,8 @@ static void untrack_done(CUresult r, const struct untracked *u)
 
 #define ALLOC_BODY(call, size, api, s)                                         \
     do {                                                                       \
+        if (BS_UNLIKELY(standing_aside()))                                     \
+            return (call);                                                     \
         if (manage(dptr, size))                                                \
             return managed_alloc(dptr, size, api, s);                          \
         CUresult r_ = charge(size);                                            \
@@ -139,6 +141,8 @@ CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t wid
                                     size_t height, unsigned int elem)
 {
     HOOK_BEGIN(cuMemAllocPitch_v2);
+    if (BS_UNLIKELY(standing_aside()))
+        return real(dptr, pitch, width, height, elem);
     /* The pitch the driver would choose for 2D copies: rows aligned to 512 bytes. */
     size_t p = (width + 511) / 512 * 512;
     if (pitch && width && height && (elem == 4 || elem == 8 || elem == 16) &&
@@ -210,7 +214,7 @@ CUresult CUDAAPI cuMemGetInfo_v2(size_t *free_b, size_t *total)
 {
     HOOK_BEGIN(cuMemGetInfo_v2);
     CUresult r = real(free_b, total);
-    if (r == CUDA_SUCCESS && free_b && total && tracking())
+    if (r == CUDA_SUCCESS && free_b && total && !standing_aside())
         bs_page_meminfo(free_b, total);
     return r;
 }
@@ -234,6 +238,8 @@ CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
                           CUmemGenericAllocationHandle handle, unsigned long long flags)
 {
     HOOK_BEGIN(cuMemMap);
+    if (BS_UNLIKELY(standing_aside()))
+        return real(ptr, size, offset, handle, flags);
     /* The physical memory was counted by the driver at cuMemCreate; blockswap charges
      * the application's mappings, which is when that memory becomes usable. */
     CUresult r = charge(size);
