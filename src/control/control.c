@@ -158,8 +158,9 @@ static int do_trim(struct out *o)
     struct bs_ctl_trim t;
     char a[32], b[32];
     bs_page_ctl_trim(&t);
-    bs_log(BS_LOG_INFO, "blockswapctl trim: %s of host backing freed, %s kept for swapped "
-           "blocks", mib(t.freed_bytes, a, sizeof(a)), mib(t.kept_bytes, b, sizeof(b)));
+    bs_log(BS_LOG_INFO, "blockswapctl trim: %s of host backing freed, %s kept (swapped "
+           "blocks, models not in use)", mib(t.freed_bytes, a, sizeof(a)),
+           mib(t.kept_bytes, b, sizeof(b)));
     struct blockswap_stats st;
     memset(&st, 0, sizeof(st));
     blockswap_get_stats(&st);
