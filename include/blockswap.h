@@ -70,6 +70,16 @@ struct blockswap_stats {
     uint64_t blocks;              /* transformer blocks found (detected or tagged), 0 if none */
     uint64_t blocks_swapped;      /* how many of them stream through VRAM */
     uint64_t block_bytes;         /* VRAM of the largest block */
+    /* High-water marks. */
+    uint64_t peak_vram_bytes;     /* resident managed plus unmanaged VRAM */
+    uint64_t peak_host_backing_bytes; /* pinned host backing */
+    /* Tracing (BLOCKSWAP_TRACE), measured with CUDA events on the GPU's clock over the
+     * steps traced so far; all 0 when tracing is off. */
+    uint64_t steps_traced;        /* passes over a block stack whose times are known */
+    uint64_t transfer_in_ns;      /* copies of block weights to the device */
+    uint64_t transfer_out_ns;     /* write-backs of changed block weights */
+    uint64_t compute_ns;          /* first to last kernel touching each block, summed */
+    uint64_t stall_ns;            /* compute streams idle, waiting for block weights */
 };
 
 /* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */
@@ -90,6 +100,11 @@ int blockswap_pin(uint64_t addr, int pin);
  * (blocks run in ascending order; -1 removes the tag). Tags take precedence over
  * detection. Returns 0 or -ENOENT (not a managed allocation). */
 int blockswap_tag_block(uint64_t addr, int block);
+
+/* Writes the summary to blockswap's log now (it is also written at exit): blocks
+ * detected and swapped, peak VRAM and host memory, bytes moved each way, and, when
+ * tracing, time stalled, overlap and a hint when a setting looks wrong. Returns 0. */
+int blockswap_log_summary(void);
 
 /* Calls that reached the shim through the named hooked entry point, e.g.
  * "cuMemAlloc_v2" or "cuLaunchKernel_ptsz". Returns -1 when name is not hooked. */

@@ -79,3 +79,10 @@ BS_API int blockswap_tag_block(uint64_t addr, int block)
 {
     return bs_page_tag(addr, block);
 }
+
+BS_API int blockswap_log_summary(void)
+{
+    if (bs_active())
+        bs_summary_log();
+    return 0;
+}

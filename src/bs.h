@@ -14,6 +14,9 @@
 /* cuda.h renames cuGetProcAddress to cuGetProcAddress_v2; the shim also hooks the
  * older export of that exact name, so here every name means its exported symbol. */
 #undef cuGetProcAddress
+/* ...and cuEventElapsedTime to _v2 (12.8+); the shim uses the original, which every
+ * driver has. */
+#undef cuEventElapsedTime
 
 #define BS_EXPORT __attribute__((visibility("default")))
 #define BS_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -71,9 +74,12 @@ struct bs_config {
     uint64_t blocks_to_swap;      /* BLOCKSWAP_BLOCKS_TO_SWAP, or BS_SIZE_AUTO */
     uint64_t prefetch;            /* BLOCKSWAP_PREFETCH */
     int policy;                   /* BLOCKSWAP_POLICY: enum bs_policy */
+    bool pager_thread;            /* BLOCKSWAP_PAGER_THREAD */
     enum bs_log_level log_level;  /* BLOCKSWAP_LOG_LEVEL */
     char log_file[256];           /* BLOCKSWAP_LOG_FILE, "" = stderr */
+    char trace[520];              /* BLOCKSWAP_TRACE: "" off, or one or two paths */
     uint64_t scan_limit;          /* BLOCKSWAP_SCAN_LIMIT: parameter bytes scanned per launch */
+    bool control;                 /* BLOCKSWAP_CONTROL: serve blockswapctl's socket */
 };
 
 /* Parses environ into *cfg. Returns the number of bad values (each already
@@ -128,6 +134,7 @@ extern struct bs_real_table bs_real;
     X(cuEventRecord, PFN_cuEventRecord_v2000)                                  \
     X(cuEventQuery, PFN_cuEventQuery_v2000)                                    \
     X(cuEventSynchronize, PFN_cuEventSynchronize_v2000)                        \
+    X(cuEventElapsedTime, PFN_cuEventElapsedTime_v2000)                        \
     X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020)                          \
     X(cuPointerGetAttribute, PFN_cuPointerGetAttribute_v4000)                  \
     X(cuModuleLoadData, PFN_cuModuleLoadData_v2000)                            \
@@ -271,6 +278,9 @@ CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags);
 CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstream s,
                        unsigned flags);
 void bs_page_end(void);
+/* The page lock, for trace/ at exit. */
+void bs_page_lock(void);
+void bs_page_unlock(void);
 CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsigned flags);
 CUresult bs_page_dtoh(void *dst, uint64_t src, size_t n, CUstream s, unsigned flags);
 CUresult bs_page_charge(uint64_t bytes, const char *what);
@@ -282,6 +292,33 @@ int bs_page_tag(uint64_t addr, int block);
 void bs_page_stats(struct blockswap_stats *st);
 void bs_page_meminfo(size_t *free_b, size_t *total);
 void bs_page_reset(void);
+
+/* ---- trace/summary.c: what blockswap did, in a few lines (at exit, and on demand) ---- */
+void bs_summary_log(void);
+
+/* ---- control: what blockswapctl asks of page/ and schedule/ (control/control.c) ---- */
+struct bs_ctl_evict {
+    uint64_t evicted, evicted_bytes; /* allocations whose VRAM was released */
+    uint64_t pinned, pinned_bytes;   /* left resident: CUDA graphs or blockswap_pin */
+    uint64_t failed, failed_bytes;   /* eviction failed (logged): left resident */
+};
+struct bs_ctl_trim {
+    uint64_t freed, freed_bytes;     /* host backings released */
+    uint64_t kept, kept_bytes;       /* host backings still needed (swapped blocks) */
+};
+int bs_page_ctl_evict(struct bs_ctl_evict *out);
+int bs_page_ctl_trim(struct bs_ctl_trim *out);
+/* k, or BS_SIZE_AUTO. Returns 1 when it waits for the next step, 0 when applied now
+ * (no block stack yet: the next one found uses it). */
+int bs_page_ctl_set_blocks_to_swap(uint64_t k);
+/* JSON of the block stacks ("stacks":[...]) into buf; returns the length it needs. */
+size_t bs_page_ctl_blocks_json(char *buf, size_t cap);
+/* Starts the control thread once, when enabled; cheap after the first call. */
+void bs_control_start(void);
+void bs_control_reset_after_fork(void);
+/* Parses one request and writes one JSON line (with '\n') to resp. Never touches a
+ * socket. Returns the response length, or -ENOSPC when cap cannot hold an answer. */
+int bs_control_handle_request(const char *req, size_t len, char *resp, size_t cap);
 
 /* ---- config in force (interpose/table.c owns it) ---- */
 extern struct bs_config bs_cfg;

@@ -19,7 +19,7 @@ struct opt {
     enum opt_type type;
     size_t offset;
     const char *def;
-    uint64_t min, max; /* OPT_SIZE */
+    uint64_t min, max; /* OPT_SIZE, OPT_COUNT: the range; OPT_PATH: max is the buffer size */
     const char *help;
 };
 
@@ -46,6 +46,10 @@ static const struct opt opts[] = {
     { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "2", 1, 64,
       "How many swapped blocks may be in VRAM or being copied at once: the one computing "
       "and the next ones, copied in while it computes." },
+    { "BLOCKSWAP_PAGER_THREAD", OPT_BOOL, OFF(pager_thread), "1", 0, 0,
+      "1: a thread of blockswap's own evicts and prefetches swapped blocks, so that VMM "
+      "calls stay off the application's launch path. 0: the launching thread does it "
+      "(deterministic, for tests and debugging; slower on a real GPU)." },
     { "BLOCKSWAP_POLICY", OPT_POLICY, OFF(policy), "stream", 0, 0,
       "stream: copy the next swapped blocks in while the current one computes, and copy "
       "back only what changed. sync: for comparison, what the Python block-swap nodes do "
@@ -56,10 +60,19 @@ static const struct opt opts[] = {
       "and lets blockswap page), limit (the VRAM limit only) or real (the driver's)." },
     { "BLOCKSWAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info", 0, 0,
       "How much blockswap logs: error, warn, info or debug." },
-    { "BLOCKSWAP_LOG_FILE", OPT_PATH, OFF(log_file), "", 0, 0,
+    { "BLOCKSWAP_LOG_FILE", OPT_PATH, OFF(log_file), "", 0, sizeof(((struct bs_config *)0)->log_file),
       "Append log lines to this file (created 0600, symlinks refused) instead of stderr." },
+    { "BLOCKSWAP_TRACE", OPT_PATH, OFF(trace), "", 0, sizeof(((struct bs_config *)0)->trace),
+      "Trace transfer and compute time per block and step, timed on the GPU: a path ending "
+      "in .json gets a Chrome/Perfetto timeline, any other path a text log with one line per "
+      "block per step; two paths separated by a comma give both. Files are created 0600 and "
+      "symlinks are refused. See docs/tracing.md." },
     { "BLOCKSWAP_SCAN_LIMIT", OPT_SIZE, OFF(scan_limit), "32K", 0, 1u << 20,
       "Kernel parameter bytes searched for device pointers per launch (CUDA allows 32764)." },
+    { "BLOCKSWAP_CONTROL", OPT_BOOL, OFF(control), "1", 0, 0,
+      "Serve blockswapctl (status, evict, trim, set blocks-to-swap) on a Unix socket only "
+      "this user can reach: $XDG_RUNTIME_DIR/blockswap/<pid>.sock, or "
+      "/tmp/blockswap-<uid>/<pid>.sock. 0: no socket, no thread. See docs/control.md." },
 };
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -190,9 +203,9 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
         return -EINVAL;
     case OPT_PATH: {
         size_t n = strlen(value);
-        if (n >= sizeof(cfg->log_file)) {
-            snprintf(err, errlen, "accepted: a path shorter than %zu bytes",
-                     sizeof(cfg->log_file));
+        if (n >= o->max) {
+            snprintf(err, errlen, "accepted: a path shorter than %llu bytes",
+                     (unsigned long long)o->max);
             return -EINVAL;
         }
         memcpy(field, value, n + 1);

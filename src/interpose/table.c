@@ -165,6 +165,7 @@ static void atfork_child(void)
     bs_stats_reset();
     bs_log_reset_after_fork();
     bs_page_reset();
+    bs_control_reset_after_fork();
 }
 
 static void init_once(void)
@@ -201,7 +202,7 @@ static void init_once(void)
         bs_log(BS_LOG_INFO, "blockswap %s active (pid %d, driver API %d.%d)",
                BS_VERSION, (int)getpid(), ver / 1000, ver % 1000 / 10);
         __atomic_store_n(&bs_active_flag, 1, __ATOMIC_RELEASE);
-        atexit(bs_stats_log_summary);
+        atexit(bs_summary_log);
     }
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }

@@ -9,6 +9,7 @@
 #include "bs.h"
 #include "blockswap.h"
 #include "page/page.h"
+#include "trace/trace.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -52,6 +53,7 @@ static uint64_t resident_bytes, unmanaged_bytes, host_bytes, managed_bytes, mana
 /* Activations and the like: unmanaged plus resident managed memory that was not loaded
  * from the host. Its peak is the headroom block scheduling leaves. */
 static uint64_t resident_unloaded, other_peak;
+static uint64_t peak_used, peak_host; /* high-water marks of resident + unmanaged, host_bytes */
 static uint64_t tick;
 static struct stream_slot slots[MAX_STREAMS];
 static int nslots;
@@ -172,6 +174,7 @@ static CUresult setup_locked(void)
     if (bs_fp_setup())
         unmanaged_bytes += BS_FP_DEVICE_BYTES; /* the shim's own VRAM counts too */
     ready = true;
+    bs_trace_setup();
     return CUDA_SUCCESS;
 }
 
@@ -200,6 +203,8 @@ static CUresult ensure_host(struct managed *m)
     }
     m->host = p;
     host_bytes += m->padded;
+    if (host_bytes > peak_host)
+        peak_host = host_bytes;
     return CUDA_SUCCESS;
 }
 
@@ -233,6 +238,8 @@ static bool resident_add(struct managed *m)
         resident_unloaded += m->padded;
     if (resident_unloaded + unmanaged_bytes > other_peak)
         other_peak = resident_unloaded + unmanaged_bytes;
+    if (resident_bytes + unmanaged_bytes > peak_used)
+        peak_used = resident_bytes + unmanaged_bytes;
     return true;
 }
 
@@ -280,6 +287,7 @@ static CUresult evict(struct managed *m)
     int e = MAX_STREAMS + 1;
     if (r != CUDA_SUCCESS)
         return r;
+    bs_trace_evict(m, d2h);
     /* Used by kernels, but perhaps unchanged: compare with the page-in fingerprint. */
     if (m->dirty && m->fp_in) {
         if ((r = bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h)) != CUDA_SUCCESS ||
@@ -291,14 +299,17 @@ static CUresult evict(struct managed *m)
             m->dirty = false;
             m->host_valid = true;
             bs_stat_add(BS_STAT_WRITEBACK_SKIPPED_BYTES, (int64_t)m->size);
+            bs_trace_skipped(m);
         }
     }
     bool copy = m->dirty;
     if (copy) {
         if ((r = ensure_host(m)) != CUDA_SUCCESS)
             return r;
+        bs_trace_out_begin(m, d2h);
         if ((r = bs_real.cuMemcpyDtoHAsync_v2(m->host, m->va, m->size, d2h)) != CUDA_SUCCESS)
             return r;
+        bs_trace_out_end(m, d2h);
         bs_stat_add(BS_STAT_WRITEBACK_BYTES, (int64_t)m->size);
     }
     if ((r = bs_drv.cuEventRecord(scratch[e], d2h)) != CUDA_SUCCESS ||
@@ -451,8 +462,10 @@ static CUresult start_fill(struct managed *m, bool capturing)
     if (m->state == RES_HOST) {
         if (!m->ready && (r = bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
             return r;
+        bs_trace_in_begin(m, h2d);
         if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS)
             return r;
+        bs_trace_in_end(m, h2d);
         m->fp_due = true; /* fingerprinted by its first user, see bs_page_begin */
         if ((r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
             return r;
@@ -554,6 +567,7 @@ static void pager_evict(struct managed **list, int n)
             continue;
         if (queue_user_waits(m) != CUDA_SUCCESS)
             continue;
+        bs_trace_evict(m, d2h);
         m->fp_check = m->dirty && m->fp_in &&
                       bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h) == CUDA_SUCCESS &&
                       bs_fp_fetch(m->fp_slot, d2h) == CUDA_SUCCESS;
@@ -575,12 +589,16 @@ static void pager_evict(struct managed **list, int n)
             m->dirty = false;
             m->host_valid = true;
             bs_stat_add(BS_STAT_WRITEBACK_SKIPPED_BYTES, (int64_t)m->size);
+            bs_trace_skipped(m);
         }
         m->wb = false;
         if (m->dirty) {
-            if (ensure_host(m) != CUDA_SUCCESS ||
+            bool hosted = ensure_host(m) == CUDA_SUCCESS;
+            if (hosted)
+                bs_trace_out_begin(m, d2h);
+            if (!hosted ||
                 bs_real.cuMemcpyDtoHAsync_v2(m->host, m->va, m->size, d2h) != CUDA_SUCCESS ||
-                bs_drv.cuEventRecord(m->done, d2h) != CUDA_SUCCESS) {
+                (bs_trace_out_end(m, d2h), bs_drv.cuEventRecord(m->done, d2h)) != CUDA_SUCCESS) {
                 busy_end(m); /* stays resident; a later eviction tries again */
                 list[i] = NULL;
                 continue;
@@ -698,7 +716,7 @@ static void pager_quiesce(void)
 
 bool bs_page_pager_kick(void)
 {
-    if (stopping)
+    if (stopping || !bs_cfg.pager_thread)
         return false;
     /* The pager has not even started on the last window change: it is behind, so this
      * thread does the work itself, keeping VRAM within what the window promises. */
@@ -771,10 +789,26 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
     bool capturing = slot >= 0 && slots[slot].capturing;
     record_slot = slot >= 0 && slots[slot].per_thread && !capturing ? slot : -1;
     CUresult r = CUDA_SUCCESS;
+    /* The tracer marks where the stream stood before any waiting; a block found only
+     * by the detection that scheduling runs is marked after it. */
+    struct managed *tb = NULL;
+    bool may_wait = false;
+    for (int i = 0; i < nm; i++) {
+        if (ms[i]->block >= 0 && !tb)
+            tb = ms[i];
+        may_wait |= ms[i]->state != RES_DEVICE || ms[i]->busy || ms[i]->ready_pending;
+    }
+    if (tb)
+        bs_trace_launch_begin(tb, s, capturing, may_wait);
     /* Scheduling first: it may evict blocks that are done and prefetch the next ones;
      * anything of this operation it evicts is made resident again below. */
     for (int i = 0; i < nm; i++)
         bs_sched_use(ms[i]);
+    for (int i = 0; i < nm && !tb; i++)
+        if (ms[i]->block >= 0)
+            tb = ms[i];
+    if (tb)
+        bs_trace_launch_begin(tb, s, capturing, may_wait);
     /* What the pager is working on is waited for (the lock is released meanwhile, so
      * look at all of them again after any wait). A swapped block the pager has not
      * brought in yet is brought in here, but only once the pager is idle and the blocks
@@ -813,10 +847,21 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
             else
                 r = bs_drv.cuStreamWaitEvent(s, m->ready, 0);
         }
+    }
+    if (r != CUDA_SUCCESS) {
+        record_slot = -1;
+        bs_trace_launch_cancel();
+        pthread_mutex_unlock(&lock);
+        return r;
+    }
+    if (tb)
+        bs_trace_launch_ready(); /* what follows on s is the block's compute */
+    for (int i = 0; i < nm; i++) {
+        struct managed *m = ms[i];
         /* The page-in fingerprint runs on the first user's stream, after the copy and
          * before the user's work: a kernel that waits for a copy on its own stream
          * then holds up nobody else's work, on any GPU or scheduler model. */
-        if (r == CUDA_SUCCESS && m->fp_due && !capturing) {
+        if (m->fp_due && !capturing) {
             m->fp_due = false;
             if (m->fp_slot < 0)
                 m->fp_slot = bs_fp_slot_get();
@@ -829,15 +874,22 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
         if (slot < 0)
             m->pinned = true; /* too many streams to follow: never evict it */
     }
-    if (r != CUDA_SUCCESS) {
-        record_slot = -1;
-        pthread_mutex_unlock(&lock);
-    }
     return r;
+}
+
+void bs_page_lock(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+void bs_page_unlock(void)
+{
+    pthread_mutex_unlock(&lock);
 }
 
 void bs_page_end(void)
 {
+    bs_trace_launch_end();
     if (record_slot >= 0) {
         bs_drv.cuEventRecord(slots[record_slot].last, CU_STREAM_PER_THREAD);
         record_slot = -1;
@@ -943,6 +995,8 @@ CUresult bs_page_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)
     *dptr = va;
 out:
     pthread_mutex_unlock(&lock);
+    if (r == CUDA_SUCCESS)
+        bs_control_start(); /* now there is something for blockswapctl to control */
     return r;
 }
 
@@ -1007,6 +1061,8 @@ CUresult bs_page_charge(uint64_t bytes, const char *what)
         unmanaged_bytes += bytes;
         if (resident_unloaded + unmanaged_bytes > other_peak)
             other_peak = resident_unloaded + unmanaged_bytes;
+        if (resident_bytes + unmanaged_bytes > peak_used)
+            peak_used = resident_bytes + unmanaged_bytes;
     }
     pthread_mutex_unlock(&lock);
     return r;
@@ -1092,6 +1148,15 @@ void bs_page_stats(struct blockswap_stats *st)
     st->unmanaged_bytes = unmanaged_bytes;
     st->host_backing_bytes = host_bytes;
     st->vram_limit = ready ? vram_limit : 0;
+    st->peak_vram_bytes = peak_used;
+    st->peak_host_backing_bytes = peak_host;
+    struct bs_trace_totals t;
+    bs_trace_totals(&t);
+    st->steps_traced = t.steps;
+    st->transfer_in_ns = t.in_ns;
+    st->transfer_out_ns = t.out_ns;
+    st->compute_ns = t.compute_ns;
+    st->stall_ns = t.stall_ns;
     bs_sched_stats(st);
     pthread_mutex_unlock(&lock);
 }
@@ -1133,7 +1198,110 @@ void bs_page_reset(void)
     memset(table, 0, sizeof(table));
     nresident = nslots = 0;
     resident_bytes = unmanaged_bytes = host_bytes = managed_bytes = managed_count = 0;
-    resident_unloaded = other_peak = 0;
+    resident_unloaded = other_peak = peak_used = peak_host = 0;
     bs_sched_reset();
     bs_fp_reset();
+    bs_trace_reset();
+}
+
+/* ---- control: blockswapctl's evict, trim and views (control/control.c) ---- */
+
+/* The control thread has no context of its own: it works in the application's. Waits
+ * until the pager holds nothing and has no window change queued, so what follows is
+ * not undone by work the pager had already been given. */
+static bool ctl_enter_locked(void)
+{
+    if (!ready)
+        return false;
+    bs_drv.cuCtxSetCurrent(ctx);
+    while (nbusy || (pager_pending && !stopping))
+        pthread_cond_wait(&page_cv, &lock);
+    return true;
+}
+
+/* Every resident managed allocation goes to the host after the work that used it,
+ * through the ordinary eviction (only what changed is copied back); pinned ones stay. */
+int bs_page_ctl_evict(struct bs_ctl_evict *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&lock);
+    if (!ctl_enter_locked())
+        goto out;
+    for (int i = 0; i < nresident;) {
+        struct managed *m = resident[i];
+        uint64_t b = m->padded;
+        if (m->pinned) {
+            out->pinned++, out->pinned_bytes += b, i++;
+            continue;
+        }
+        CUresult r = evict(m);
+        if (r != CUDA_SUCCESS) {
+            bs_log_limited(3, BS_LOG_ERROR, "blockswapctl evict: an allocation of %llu bytes "
+                           "stays resident: eviction failed (%s)", (unsigned long long)b,
+                           cu_err(r));
+            out->failed++, out->failed_bytes += b, i++;
+            continue;
+        }
+        out->evicted++, out->evicted_bytes += b; /* resident[i] is now another one */
+    }
+out:
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+/* Host backing is released where nothing needs it: stale copies (the device copy
+ * changed), allocations never written, and resident memory that stays resident. A
+ * resident allocation whose host copy was valid then counts as changed, so its next
+ * eviction copies it back (once: from then on elision works again). Swapped blocks
+ * keep theirs: they are evicted every step. */
+int bs_page_ctl_trim(struct bs_ctl_trim *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&lock);
+    if (!ctl_enter_locked())
+        goto out;
+    for (unsigned h = 0; h < BS_ARRAY_SIZE(table); h++) {
+        for (struct managed *m = table[h]; m; m = m->hash_next) {
+            if (!m->host || m->busy || m->state == RES_HOST)
+                continue;
+            if (m->state == RES_DEVICE && bs_sched_ctl_host_needed(m)) {
+                out->kept++, out->kept_bytes += m->padded;
+                continue;
+            }
+            /* A page-in copy still reading the host backing. */
+            if (m->ready_pending) {
+                if (bs_drv.cuEventQuery(m->ready) != CUDA_SUCCESS)
+                    continue;
+                m->ready_pending = false;
+            }
+            bs_drv.cuMemFreeHost(m->host);
+            m->host = NULL;
+            host_bytes -= m->padded;
+            out->freed++, out->freed_bytes += m->padded;
+            if (m->state == RES_DEVICE && m->host_valid)
+                m->dirty = true;
+            m->host_valid = false;
+            /* The fingerprint would say "unchanged" and skip the copy that is now due. */
+            m->fp_in = m->fp_due = false;
+        }
+    }
+out:
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+int bs_page_ctl_set_blocks_to_swap(uint64_t k)
+{
+    pthread_mutex_lock(&lock);
+    int r = bs_sched_ctl_set_k(k);
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+size_t bs_page_ctl_blocks_json(char *buf, size_t cap)
+{
+    pthread_mutex_lock(&lock);
+    size_t n = bs_sched_ctl_json(buf, cap);
+    pthread_mutex_unlock(&lock);
+    return n;
 }

@@ -11,9 +11,11 @@
 #include "blockswap.h"
 #include "page/page.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_PERIOD 256
 #define MIN_BLOCKS 4
@@ -68,9 +70,21 @@ static const char *mib(uint64_t b, char *buf, size_t len)
     return buf;
 }
 
+/* The figures of the last stack in use, for the summary after its model was freed. */
+static struct { uint64_t blocks, swapped, block_bytes; } last_used;
+
+static void remember(const struct stack *st)
+{
+    last_used.blocks = (uint64_t)st->nblocks;
+    last_used.swapped = (uint64_t)(st->nblocks - st->swap_start);
+    last_used.block_bytes = st->block_max;
+}
+
 static void stack_free(int i)
 {
     struct stack *st = &stacks[i];
+    if (active == i)
+        remember(st);
     for (int j = 0; j < st->nmembers; j++)
         st->members[j]->block = st->members[j]->stack = -1;
     free(st->members);
@@ -358,6 +372,8 @@ void bs_sched_loaded(struct managed *m)
         m->loaded = true;
 }
 
+static void ctl_see_block(const struct managed *m); /* control, at the end */
+
 void bs_sched_use(struct managed *m)
 {
     m->used = true;
@@ -368,6 +384,8 @@ void bs_sched_use(struct managed *m)
     if (m->stack < 0)
         return;
     active = m->stack;
+    if (m->block >= 0)
+        ctl_see_block(m);
     if (m->block >= 0 && swapped(&stacks[active], m->block))
         enter(&stacks[active], m->block);
 }
@@ -410,9 +428,11 @@ void bs_sched_forget(struct managed *m)
 void bs_sched_stats(struct blockswap_stats *st)
 {
     const struct stack *s = active >= 0 ? &stacks[active] : nstacks ? &stacks[nstacks - 1] : NULL;
-    st->blocks = s ? (uint64_t)s->nblocks : 0;
-    st->blocks_swapped = s ? (uint64_t)(s->nblocks - s->swap_start) : 0;
-    st->block_bytes = s ? s->block_max : 0;
+    if (s)
+        remember(s);
+    st->blocks = last_used.blocks;
+    st->blocks_swapped = last_used.swapped;
+    st->block_bytes = last_used.block_bytes;
 }
 
 void bs_sched_reset(void)
@@ -423,4 +443,138 @@ void bs_sched_reset(void)
     nstacks = 0;
     active = -1;
     tags_dirty = false;
+    memset(&last_used, 0, sizeof(last_used));
+}
+
+/* ---- control: blockswapctl's view of the stacks and its blocks-to-swap ---- */
+
+/* A k from blockswapctl waits for the start of the next step: the first block entered
+ * with a lower index than the last one entered (a new pass over the stack). */
+static bool ctl_pending;
+static uint64_t ctl_pending_k;
+static pid_t ctl_pid;
+static int ctl_last_stack = -1, ctl_last_block = -1;
+
+static int most_per_block(const struct stack *st)
+{
+    int most = 0, *count = calloc((size_t)st->nblocks, sizeof(*count));
+    for (int i = 0; i < st->nmembers && count; i++)
+        if (st->members[i]->block >= 0 && ++count[st->members[i]->block] > most)
+            most = count[st->members[i]->block];
+    free(count);
+    return most;
+}
+
+static void ctl_apply(struct stack *st)
+{
+    ctl_pending = false;
+    if (ctl_pid != getpid())
+        return; /* asked of the parent before a fork */
+    bs_cfg.blocks_to_swap = ctl_pending_k;
+    choose_k(st, "blockswapctl set blocks-to-swap, from this step:", most_per_block(st));
+}
+
+/* On the launch path: two compares and two stores unless a k is pending. */
+static void ctl_see_block(const struct managed *m)
+{
+    if (BS_UNLIKELY(ctl_pending) && m->stack == ctl_last_stack && m->block < ctl_last_block)
+        ctl_apply(&stacks[m->stack]);
+    ctl_last_stack = m->stack;
+    ctl_last_block = m->block;
+}
+
+int bs_sched_ctl_set_k(uint64_t k)
+{
+    if (!nstacks) {
+        bs_cfg.blocks_to_swap = k; /* the next stack found uses it */
+        ctl_pending = false;
+        return 0;
+    }
+    ctl_pending_k = k;
+    ctl_pid = getpid();
+    ctl_pending = true;
+    return 1;
+}
+
+/* The host copy of a resident m is needed soon: it is in a swapped block (evicted every
+ * step), or in a model not in use (whose VRAM goes when the other one runs). */
+bool bs_sched_ctl_host_needed(const struct managed *m)
+{
+    if (m->stack < 0)
+        return false;
+    if (m->stack != active)
+        return true;
+    return m->block >= 0 && swapped(&stacks[m->stack], m->block);
+}
+
+struct jbuf {
+    char *p;
+    size_t cap, len; /* len counts what did not fit too */
+};
+
+__attribute__((format(printf, 2, 3)))
+static void jb_add(struct jbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->len < b->cap ? b->p + b->len : NULL,
+                      b->len < b->cap ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        b->len += (size_t)n;
+}
+
+static void k_json(struct jbuf *b, const char *key, uint64_t k)
+{
+    if (k == BS_SIZE_AUTO)
+        jb_add(b, "\"%s\":\"auto\"", key);
+    else
+        jb_add(b, "\"%s\":%llu", key, (unsigned long long)k);
+}
+
+/* "stacks":[...] and the blocks-to-swap setting, for blockswapctl status: per stack its
+ * shape and k, per block whether it is swapped, resident (every member in VRAM) and its
+ * resident bytes. Like snprintf, returns the length the whole text needs. */
+size_t bs_sched_ctl_json(char *buf, size_t cap)
+{
+    struct jbuf b = { buf, cap, 0 };
+    if (cap)
+        buf[0] = '\0';
+    k_json(&b, "blocks_to_swap_setting", bs_cfg.blocks_to_swap);
+    jb_add(&b, ",");
+    if (ctl_pending)
+        k_json(&b, "blocks_to_swap_pending", ctl_pending_k);
+    else
+        jb_add(&b, "\"blocks_to_swap_pending\":null");
+    jb_add(&b, ",\"stacks\":[");
+    for (int s = 0; s < nstacks; s++) {
+        const struct stack *st = &stacks[s];
+        uint64_t *bytes = calloc((size_t)st->nblocks * 2, sizeof(*bytes));
+        if (!bytes) {
+            jb_add(&b, "%s{\"error\":\"out of memory\"}", s ? "," : "");
+            continue;
+        }
+        for (int i = 0; i < st->nmembers; i++) {
+            const struct managed *m = st->members[i];
+            if (m->block < 0)
+                continue;
+            bytes[2 * m->block] += m->padded;
+            if (m->state == RES_DEVICE)
+                bytes[2 * m->block + 1] += m->padded;
+        }
+        jb_add(&b, "%s{\"active\":%s,\"blocks\":%d,\"blocks_swapped\":%d,\"window\":%d,"
+               "\"block_bytes\":%llu,\"outside_bytes\":%llu,\"current\":%d,\"per_block\":[",
+               s ? "," : "", s == active ? "true" : "false", st->nblocks,
+               st->nblocks - st->swap_start, st->window, (unsigned long long)st->block_max,
+               (unsigned long long)st->outside, st->current);
+        for (int j = 0; j < st->nblocks; j++)
+            jb_add(&b, "%s{\"block\":%d,\"swapped\":%s,\"resident\":%s,\"bytes\":%llu,"
+                   "\"resident_bytes\":%llu}", j ? "," : "", j, swapped(st, j) ? "true" : "false",
+                   bytes[2 * j + 1] == bytes[2 * j] ? "true" : "false",
+                   (unsigned long long)bytes[2 * j], (unsigned long long)bytes[2 * j + 1]);
+        jb_add(&b, "]}");
+        free(bytes);
+    }
+    jb_add(&b, "]");
+    return b.len;
 }

@@ -1,0 +1,91 @@
+/* trace/summary.c: the few lines, at exit and on blockswap_log_summary(), that say what
+ * blockswap did: blocks, memory peaks, bytes moved each way, stall and overlap when
+ * traced, and at most one hint when a setting is clearly wrong. Reads; changes nothing. */
+#include "bs.h"
+#include "blockswap.h"
+
+#include <stdio.h>
+
+static const char *size_str(uint64_t b, char *buf, size_t len)
+{
+    if (b >= (10ull << 30))
+        snprintf(buf, len, "%.1f GiB", b / 1073741824.0);
+    else
+        snprintf(buf, len, "%.1f MiB", b / 1048576.0);
+    return buf;
+}
+
+/* A stall above this share of compute time means transfers are not hidden. */
+#define STALL_HINT_SHARE 0.05
+
+static void hint(const struct blockswap_stats *st)
+{
+    char a[32], b[32], c[32];
+    if (st->oom_refusals) {
+        bs_log(BS_LOG_WARN, "hint: %llu allocations were refused for lack of VRAM: raise "
+               "BLOCKSWAP_VRAM_LIMIT if the GPU has room, or swap more blocks "
+               "(BLOCKSWAP_BLOCKS_TO_SWAP)", (unsigned long long)st->oom_refusals);
+        return;
+    }
+    if (!st->blocks_swapped)
+        return;
+    if (st->steps_traced && st->stall_ns > STALL_HINT_SHARE * (double)st->compute_ns) {
+        bs_log(BS_LOG_WARN, "hint: transfers are not hidden: compute waited %.1f ms per "
+               "step for weights (%.0f%% of compute); lower BLOCKSWAP_BLOCKS_TO_SWAP if VRAM "
+               "allows (each block kept resident needs %s), or raise BLOCKSWAP_PREFETCH",
+               st->stall_ns / 1e6 / (double)st->steps_traced,
+               100.0 * (double)st->stall_ns / (double)(st->compute_ns ? st->compute_ns : 1),
+               size_str(st->block_bytes, a, sizeof(a)));
+        return;
+    }
+    /* More than one block's worth of the limit never used: fewer swapped blocks fit. */
+    if (st->block_bytes && st->vram_limit > st->peak_vram_bytes &&
+        st->vram_limit - st->peak_vram_bytes >= st->block_bytes + st->block_bytes / 2) {
+        uint64_t spare = (st->vram_limit - st->peak_vram_bytes) / st->block_bytes - 1;
+        if (spare < 1)
+            spare = 1;
+        if (spare > st->blocks_swapped)
+            spare = st->blocks_swapped;
+        bs_log(BS_LOG_INFO, "hint: %s of the %s VRAM limit was never used; "
+               "BLOCKSWAP_BLOCKS_TO_SWAP=%llu would keep %llu more block%s resident and move "
+               "less (each needs %s)", size_str(st->vram_limit - st->peak_vram_bytes, a, sizeof(a)),
+               size_str(st->vram_limit, b, sizeof(b)),
+               (unsigned long long)(st->blocks_swapped - spare), (unsigned long long)spare,
+               spare > 1 ? "s" : "", size_str(st->block_bytes, c, sizeof(c)));
+    }
+}
+
+void bs_summary_log(void)
+{
+    struct blockswap_stats st;
+    char a[32], b[32], c[32], d[32], e[32], f[32];
+    bs_stats_log_summary();
+    if (blockswap_get_stats(&st) < 0 || !st.vram_limit)
+        return;
+    if (st.blocks)
+        bs_log(BS_LOG_INFO, "summary: %llu blocks of %s found, the last %llu swapped",
+               (unsigned long long)st.blocks, size_str(st.block_bytes, a, sizeof(a)),
+               (unsigned long long)st.blocks_swapped);
+    else
+        bs_log(BS_LOG_INFO, "summary: no block structure found: managed memory was paged "
+               "on demand");
+    bs_log(BS_LOG_INFO, "summary: peak VRAM %s of the %s limit, peak host backing %s; moved "
+           "%s to the GPU and %s back, %s unchanged and not copied back",
+           size_str(st.peak_vram_bytes, a, sizeof(a)), size_str(st.vram_limit, b, sizeof(b)),
+           size_str(st.peak_host_backing_bytes, c, sizeof(c)),
+           size_str(st.page_in_bytes, d, sizeof(d)),
+           size_str(st.writeback_bytes, e, sizeof(e)),
+           size_str(st.writeback_skipped_bytes, f, sizeof(f)));
+    if (st.steps_traced) {
+        double in = st.transfer_in_ns / 1e6, comp = st.compute_ns / 1e6, stall = st.stall_ns / 1e6;
+        double hidden = in > 0 ? 100.0 * (1.0 - (stall < in ? stall : in) / in) : 100.0;
+        bs_log(BS_LOG_INFO, "summary: %llu traced steps, per step: transfers in %.1f ms, "
+               "compute %.1f ms, stalled %.1f ms; %.1f%% of transfer time hidden behind compute",
+               (unsigned long long)st.steps_traced, in / st.steps_traced,
+               comp / st.steps_traced, stall / st.steps_traced, hidden);
+    } else if (st.blocks_swapped) {
+        bs_log(BS_LOG_INFO, "summary: stall and overlap were not measured; set "
+               "BLOCKSWAP_TRACE=FILE to measure them on the GPU clock");
+    }
+    hint(&st);
+}
