@@ -31,7 +31,7 @@ static pid_t owner;           /* the process the socket belongs to */
 static int dir_fd = -1, listen_fd = -1;
 static char dir_path[SUN_PATH_MAX], sock_name[32];
 
-/* ---- the protocol: pure, no socket ---- */
+/* ---- the protocol: no socket here (bs_control_handle_request is the fuzzing target) ---- */
 
 struct out {
     char *p;
