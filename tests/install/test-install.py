@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Installs the build into a temporary DESTDIR (`meson install --destdir`) and runs
 from there: the installed launcher's --version and --check against the simulated
-driver, a driver-API program under it (identical output, the shim active), and a
-program compiled against the installed header and pkg-config file.
+driver, a driver-API program under it (identical output, the shim active), a
+program compiled against the installed header and pkg-config file, and the --help of
+blockswapctl and blockswap-report.
 
 usage: test-install.py --meson MESON --build DIR --sim DIR --transformer PROG --cc CC
 """
@@ -54,11 +55,16 @@ def main():
         probe = one(f"{dest}/**/libexec/blockswap/blockswap-probe")
         header = one(f"{dest}/**/include/blockswap.h")
         pc = one(f"{dest}/**/pkgconfig/blockswap.pc")
+        ctl = one(f"{dest}/**/bin/blockswapctl")
+        report = one(f"{dest}/**/bin/blockswap-report")
         one(f"{dest}/**/share/man/man1/blockswap-run.1")
         one(f"{dest}/**/share/man/man7/blockswap.7")
         expect(os.access(launcher, os.X_OK) and os.access(probe, os.X_OK),
                "launcher and probe are executable")
         prefix = os.path.dirname(os.path.dirname(launcher))
+        for tool in (ctl, report):
+            p = run([tool, "--help"], env=clean_env())
+            expect(p.returncode == 0 and "usage:" in p.stdout, f"{tool} --help works")
 
         p = run([launcher, "--version"], env=clean_env())
         expect(p.returncode == 0 and f"library: {lib} (installed in {prefix})" in p.stdout,
