@@ -38,6 +38,7 @@ struct rec {
     uint64_t in_bytes, out_bytes, skipped_bytes;
     int evicted;
     int nwait;           /* completed pairs */
+    int launches;        /* launches touching the block so far */
     bool wait_open;      /* wait[nwait][0] recorded, [1] not yet */
     CUevent ev[EV_COUNT];
     CUevent wait[MAX_WAITS][2];
@@ -54,6 +55,9 @@ static int text_fd = -1, json_fd = -1;
 static struct rec recs[NRECS];
 static int rec_next;            /* ring cursor */
 static int pending_in[MAX_BLOCKS], current[MAX_BLOCKS]; /* rec index + 1, 0 none */
+/* Launches that touched each block in its last step: the one that ends it is known in
+ * advance, so EV_END is recorded once per block, not after every launch. */
+static int learned[MAX_BLOCKS];
 static int cur_stack = -1, cur_block = -1, step = -1, emitted = 0;
 static CUstream cur_stream;     /* where the current block computes */
 static bool end_due;            /* bs_trace_launch_end records EV_END */
@@ -254,6 +258,7 @@ static struct rec *rec_new(int b)
         r->in_bytes = r->out_bytes = r->skipped_bytes = 0;
         r->evicted = 0;
         r->nwait = 0;
+        r->launches = 0;
         r->wait_open = false;
         return r;
     }
@@ -351,21 +356,24 @@ void bs_trace_evict(struct managed *m, CUstream s)
 
 /* ---- steps and emission ---- */
 
+static bool has(const struct rec *r, enum ev e)
+{
+    return r->have & 1u << e;
+}
+
+/* Whether r's events have all happened. Each stream completes in order, so the last
+ * event r has on each of the three streams tells: its compute stream's end, its last
+ * copy in, and its write-back or eviction mark. */
 static bool rec_ready(struct rec *r)
 {
-    for (int e = 0; e < EV_COUNT; e++) {
-        if (!(r->have & 1u << e))
-            continue;
-        CUresult q = bs_drv.cuEventQuery(r->ev[e]);
-        if (q == CUDA_ERROR_NOT_READY)
+    CUevent last[3] = {
+        has(r, EV_END) ? r->ev[EV_END] : r->nwait ? r->wait[r->nwait - 1][1] : NULL,
+        has(r, EV_IN1) ? r->ev[EV_IN1] : NULL,
+        has(r, EV_OUT1) ? r->ev[EV_OUT1] : has(r, EV_EVICT) ? r->ev[EV_EVICT] : NULL,
+    };
+    for (int i = 0; i < 3; i++)
+        if (last[i] && bs_drv.cuEventQuery(last[i]) == CUDA_ERROR_NOT_READY)
             return false;
-        if (q != CUDA_SUCCESS)
-            r->have &= ~(1u << e); /* unusable: left out of the figures */
-    }
-    for (int i = 0; i < r->nwait; i++)
-        for (int j = 0; j < 2; j++)
-            if (bs_drv.cuEventQuery(r->wait[i][j]) == CUDA_ERROR_NOT_READY)
-                return false;
     return true;
 }
 
@@ -379,10 +387,6 @@ static bool span(CUevent a, CUevent b, double *ms)
     return true;
 }
 
-static bool has(const struct rec *r, enum ev e)
-{
-    return r->have & 1u << e;
-}
 
 /* GPU time of event ev since trace start, in ms. */
 static bool at_ev(CUevent ev, int s, double *ms)
@@ -570,6 +574,7 @@ static void new_step(int st, CUstream s)
         emit_due(true, step);
         memset(pending_in, 0, sizeof(pending_in));
         memset(current, 0, sizeof(current));
+        memset(learned, 0, sizeof(learned));
     }
     cur_stack = st;
     step++;
@@ -613,10 +618,19 @@ void bs_trace_launch_begin(struct managed *m, CUstream s, bool capturing, bool m
         struct rec *r = rec_get(current[b]);
         if (r && r->step == step) {
             end_due = true; /* the block goes on */
+            r->launches++;
             if (may_wait)
                 wait_begin(r, s);
         }
         return;
+    }
+    /* The block before ends. Had it fewer launches than learned, its end was not
+     * recorded: the stream's position now is the closest there is. */
+    struct rec *prev = cur_block >= 0 ? rec_get(current[cur_block]) : NULL;
+    if (prev && prev->step == step && cur_stack == m->stack) {
+        if (!has(prev, EV_END))
+            record(prev, EV_END, cur_stream);
+        learned[cur_block] = prev->launches;
     }
     if (m->stack != cur_stack || b < cur_block || step < 0)
         new_step(m->stack, s);
@@ -629,6 +643,7 @@ void bs_trace_launch_begin(struct managed *m, CUstream s, bool capturing, bool m
         return;
     r->step = step;
     r->swapped = bs_sched_swapped_member(m);
+    r->launches = 1;
     current[b] = idx1(r);
     end_due = true;
     wait_begin(r, s);
@@ -659,7 +674,8 @@ void bs_trace_launch_end(void)
         return;
     end_due = false;
     struct rec *r = cur_block >= 0 ? rec_get(current[cur_block]) : NULL;
-    if (r && bs_trace_on())
+    /* Only the launch learned to be the block's last, and any after it. */
+    if (r && bs_trace_on() && r->launches >= learned[cur_block])
         record(r, EV_END, cur_stream);
 }
 
@@ -712,6 +728,7 @@ void bs_trace_reset(void)
     memset(recs, 0, sizeof(recs));
     memset(pending_in, 0, sizeof(pending_in));
     memset(current, 0, sizeof(current));
+    memset(learned, 0, sizeof(learned));
     memset(step_base, 0, sizeof(step_base));
     cur_stack = cur_block = step = -1;
     emitted = 0;
