@@ -120,6 +120,7 @@ extern struct bs_real_table bs_real;
     X(cuDriverGetVersion, PFN_cuDriverGetVersion_v2020)                        \
     X(cuCtxGetCurrent, PFN_cuCtxGetCurrent_v4000)                              \
     X(cuCtxGetDevice, PFN_cuCtxGetDevice_v2000)                                \
+    X(cuDeviceGetName, PFN_cuDeviceGetName_v2000)                              \
     X(cuCtxSetCurrent, PFN_cuCtxSetCurrent_v4000)                              \
     X(cuCtxSynchronize, PFN_cuCtxSynchronize_v2000)                            \
     X(cuMemGetAllocationGranularity, PFN_cuMemGetAllocationGranularity_v10020) \

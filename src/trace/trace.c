@@ -175,16 +175,26 @@ void bs_trace_setup(void)
                "at most one ending in .json");
         return;
     }
+    /* The device, so that a reader can tell a real GPU's clock from the simulator's. */
+    char dev_name[128] = "unknown device";
+    CUdevice dev;
+    if (bs_drv.cuCtxGetDevice && bs_drv.cuDeviceGetName &&
+        bs_drv.cuCtxGetDevice(&dev) == CUDA_SUCCESS &&
+        bs_drv.cuDeviceGetName(dev_name, sizeof(dev_name), dev) == CUDA_SUCCESS) {
+        for (char *c = dev_name; *c; c++)
+            if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+                *c = ' '; /* it goes into JSON */
+    }
     if (path_text[0] && (text_fd = open_out(path_text)) >= 0)
-        out(text_fd, "# blockswap %s trace, pid %d: per block per step, times from CUDA "
-            "events on the GPU clock (ms); bytes exact; see docs/tracing.md\n",
-            BS_VERSION, (int)getpid());
+        out(text_fd, "# blockswap %s trace, pid %d, device: %s; per block per step, times "
+            "from CUDA events on the GPU clock (ms); bytes exact; see docs/tracing.md\n",
+            BS_VERSION, (int)getpid(), dev_name);
     if (path_json[0] && (json_fd = open_out(path_json)) >= 0) {
         int pid = (int)getpid();
         out(json_fd, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"tool\":\"blockswap\","
-            "\"version\":\"%s\",\"clock\":\"gpu\"},\"traceEvents\":[\n"
+            "\"version\":\"%s\",\"clock\":\"gpu\",\"device\":\"%s\"},\"traceEvents\":[\n"
             "{\"ph\":\"M\",\"pid\":%d,\"name\":\"process_name\",\"args\":{\"name\":\"blockswap %d\"}}",
-            BS_VERSION, pid, pid);
+            BS_VERSION, dev_name, pid, pid);
         static const char *const lanes[] = { "steps", "compute", "copy in (host to device)",
                                              "copy out (device to host)" };
         for (int i = 0; i < 4; i++)
