@@ -40,12 +40,17 @@ static void atfork_parent(void) { pthread_mutex_unlock(&G.lock); }
  * be in any state, and leaking it once per fork is harmless. */
 static void atfork_child(void)
 {
+    /* Held since atfork_prepare by this very thread: release it before the state is
+     * wiped, so the child's lock is a fresh, unowned one (and ThreadSanitizer, which
+     * follows owners across fork, agrees). */
+    pthread_mutex_unlock(&G.lock);
     unsigned gen = G.generation + 1;
     bool report_registered_before = G.initialized;
     memset(&G, 0, sizeof(G));
     init_mutex();
     G.generation = gen;
     G.forked_child = true;
+    cudasim_fault_reset_counts();
     (void)report_registered_before;
 }
 

@@ -8,9 +8,22 @@
 
 #include "exports.h"
 
+/* FAULT: counts this use of the entry point (named by __func__, which is the exported
+ * symbol) and returns early when CUDASIM_FAIL injects a failure here (fault.c). */
+#define FAULT()                                                                \
+    do {                                                                       \
+        static int fault_id_ = -1;                                             \
+        CUresult f_ = cudasim_fault(&fault_id_, __func__);                     \
+        if (f_ != CUDA_SUCCESS)                                                \
+            return f_;                                                         \
+    } while (0)
+
 #define CALL(need, expr)                                                       \
     do {                                                                       \
+        static int fault_id_ = -1;                                             \
         CUresult r_ = cudasim_enter(need);                                     \
+        if (r_ == CUDA_SUCCESS)                                                \
+            r_ = cudasim_fault(&fault_id_, __func__);                          \
         if (r_ == CUDA_SUCCESS)                                                \
             r_ = (expr);                                                       \
         cudasim_leave();                                                       \
@@ -24,6 +37,7 @@ CUresult cuInit(unsigned int Flags) { CALL(SIM_NEED_NOTHING, cudasim_init(Flags)
 
 CUresult cuDriverGetVersion(int *driverVersion)
 {
+    FAULT();
     if (!driverVersion)
         return CUDA_ERROR_INVALID_VALUE;
     *driverVersion = CUDA_VERSION;
@@ -32,17 +46,27 @@ CUresult cuDriverGetVersion(int *driverVersion)
 
 /* No lock: these read constant tables and must work in any state, even from a
  * signal handler or after a fault. */
-CUresult cuGetErrorName(CUresult error, const char **pStr) { return cudasim_error_name(error, pStr); }
-CUresult cuGetErrorString(CUresult error, const char **pStr) { return cudasim_error_string(error, pStr); }
+CUresult cuGetErrorName(CUresult error, const char **pStr)
+{
+    FAULT();
+    return cudasim_error_name(error, pStr);
+}
+CUresult cuGetErrorString(CUresult error, const char **pStr)
+{
+    FAULT();
+    return cudasim_error_string(error, pStr);
+}
 
 CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
 {
+    FAULT();
     return cudasim_get_proc_address(symbol, pfn, cudaVersion, flags, NULL);
 }
 
 CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
                              CUdriverProcAddressQueryResult *symbolStatus)
 {
+    FAULT();
     return cudasim_get_proc_address(symbol, pfn, cudaVersion, flags, symbolStatus);
 }
 
@@ -94,6 +118,7 @@ CUresult cuCtxGetFlags(unsigned int *flags) { CALL(SIM_NEED_CTX, cudasim_ctx_get
 CUresult cuCtxGetId(CUcontext ctx, unsigned long long *ctxId) { CALL(SIM_NEED_INIT, cudasim_ctx_get_id(ctx, ctxId)); }
 CUresult cuCtxGetApiVersion(CUcontext ctx, unsigned int *version)
 {
+    FAULT();
     if (!version)
         return CUDA_ERROR_INVALID_VALUE;
     *version = 3020; /* what every context created through the v2+ API reports */
@@ -102,6 +127,7 @@ CUresult cuCtxGetApiVersion(CUcontext ctx, unsigned int *version)
 }
 CUresult cuCtxGetStreamPriorityRange(int *leastPriority, int *greatestPriority)
 {
+    FAULT();
     if (leastPriority)
         *leastPriority = 0;
     if (greatestPriority)
@@ -123,7 +149,10 @@ CUresult cuMemFree_v2(CUdeviceptr dptr) { CALL(SIM_NEED_CTX, cudasim_mem_free(dp
 CUresult cuMemGetInfo(unsigned int *free, unsigned int *total)
 {
     size_t f = 0, t = 0;
+    static int fault_id_ = -1;
     CUresult r = cudasim_enter(SIM_NEED_CTX);
+    if (r == CUDA_SUCCESS)
+        r = cudasim_fault(&fault_id_, __func__);
     if (r == CUDA_SUCCESS)
         r = cudasim_mem_get_info(&f, &t);
     cudasim_leave();

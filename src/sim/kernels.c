@@ -56,7 +56,7 @@ static CUresult fill_plan(const unsigned char *a, struct sim_accs *acc, uint64_t
     PLAN_DONE(add(acc, u64_at(a, 0), bytes_of(u64_at(a, 16), 4), true));
 }
 
-static void fill_run(const unsigned char *a)
+SIM_DEVICE_CODE static void fill_run(const unsigned char *a)
 {
     uint32_t *dst = (uint32_t *)(uintptr_t)u64_at(a, 0);
     uint32_t v = u32_at(a, 8);
@@ -77,7 +77,7 @@ static int gemv_accesses(const struct gemv *g, struct sim_accs *acc)
            add(acc, g->x, bytes_of(g->cols, 4), false) || add(acc, g->y, bytes_of(g->rows, 4), true);
 }
 
-static void gemv_compute(const struct gemv *g)
+SIM_DEVICE_CODE static void gemv_compute(const struct gemv *g)
 {
     float *y = (float *)(uintptr_t)g->y;
     const float *W = (const float *)(uintptr_t)g->W, *x = (const float *)(uintptr_t)g->x;
@@ -153,7 +153,7 @@ static CUresult axpy_plan(const unsigned char *a, struct sim_accs *acc, uint64_t
               add(acc, u64_at(a, 0), n, true));
 }
 
-static void axpy_run(const unsigned char *a)
+SIM_DEVICE_CODE static void axpy_run(const unsigned char *a)
 {
     float *y = (float *)(uintptr_t)u64_at(a, 0);
     const float *x = (const float *)(uintptr_t)u64_at(a, 8);
@@ -170,7 +170,7 @@ static CUresult tanh_plan(const unsigned char *a, struct sim_accs *acc, uint64_t
     PLAN_DONE(add(acc, u64_at(a, 0), n, false) || add(acc, u64_at(a, 0), n, true));
 }
 
-static void tanh_run(const unsigned char *a)
+SIM_DEVICE_CODE static void tanh_run(const unsigned char *a)
 {
     float *y = (float *)(uintptr_t)u64_at(a, 0);
     for (uint64_t i = 0, n = u64_at(a, 8); i < n; i++)
@@ -185,7 +185,7 @@ static CUresult checksum_plan(const unsigned char *a, struct sim_accs *acc, uint
     PLAN_DONE(add(acc, u64_at(a, 8), bytes_of(u64_at(a, 16), 1), false) || add(acc, u64_at(a, 0), 8, true));
 }
 
-static void checksum_run(const unsigned char *a)
+SIM_DEVICE_CODE static void checksum_run(const unsigned char *a)
 {
     const uint8_t *d = (const uint8_t *)(uintptr_t)u64_at(a, 8);
     uint64_t h = 0xcbf29ce484222325ull;
@@ -209,7 +209,7 @@ static uint64_t fp_mix(uint64_t w, uint64_t i)
     return z ^ (z >> 31);
 }
 
-static void fingerprint_run(const unsigned char *a)
+SIM_DEVICE_CODE static void fingerprint_run(const unsigned char *a)
 {
     const uint8_t *d = (const uint8_t *)(uintptr_t)u64_at(a, 8);
     uint64_t bytes = u64_at(a, 16), full = bytes / 8, sum = bytes;
@@ -267,7 +267,7 @@ static int tmap_rows(const struct sim_tmap *t, int (*f)(void *ctx, uintptr_t row
 
 static int tmap_add_row(void *ctx, uintptr_t row, size_t len) { return cudasim_accs_add(ctx, row, len, true); }
 
-static int tmap_fill_row(void *ctx, uintptr_t row, size_t len)
+SIM_DEVICE_CODE static int tmap_fill_row(void *ctx, uintptr_t row, size_t len)
 {
     uint32_t v = *(const uint32_t *)ctx;
     for (size_t i = 0; i < len / 4; i++)

@@ -222,6 +222,14 @@ static CUresult op_run(struct sim_stream *s, const struct sim_op *op, bool host_
 
     switch (op->kind) {
     case SIM_OP_KERNEL:
+#ifdef SIM_TSAN
+        for (size_t i = 0; i < acc.n; i++) {
+            if (acc.v[i].write)
+                __tsan_write_range((void *)acc.v[i].addr, acc.v[i].len);
+            else
+                __tsan_read_range((void *)acc.v[i].addr, acc.v[i].len);
+        }
+#endif
         op->u.kern.k->run(op->u.kern.args);
         G.kernels++;
         break;

@@ -121,6 +121,7 @@ static void write_report(void)
     U("history_dropped", G.history_dropped);
     U("errors", G.errors);
 #undef U
+    cudasim_fault_report(f);
     fprintf(f, "  \"illegal_address\": %s,\n", G.illegal_address ? "true" : "false");
     fprintf(f, "  \"first_error\": ");
     if (G.has_first_error)

@@ -16,9 +16,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #define SIM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* Device code: the built-in kernels' loops over device memory. Under ThreadSanitizer
+ * they are not instrumented access by access: ops.c announces each kernel's planned
+ * ranges to TSan in bulk instead, which finds the same host-side races at a fraction
+ * of the cost (the simulator's own race checker orders the device side). */
+#if defined(__SANITIZE_THREAD__)
+#define SIM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SIM_TSAN 1
+#endif
+#endif
+#ifdef SIM_TSAN
+#define SIM_DEVICE_CODE __attribute__((no_sanitize("thread")))
+void __tsan_read_range(void *addr, unsigned long size);
+void __tsan_write_range(void *addr, unsigned long size);
+#else
+#define SIM_DEVICE_CODE
+#endif
 #define SIM_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define SIM_MIN(a, b) ((a) < (b) ? (a) : (b))
 
@@ -529,5 +549,14 @@ CUresult cudasim_get_proc_address(const char *symbol, void **pfn, int version,
 CUresult cudasim_error_name(CUresult err, const char **s);
 CUresult cudasim_error_string(CUresult err, const char **s);
 const char *cudasim_error_name_or(CUresult err);
+
+/* ---- fault.c: CUDASIM_FAIL, per-entry-point use counts ------------------------- */
+
+/* Counts one use of the export named sym (*cached_id: its index, -1 until known) and
+ * returns the injected error when CUDASIM_FAIL names this use, else CUDA_SUCCESS.
+ * Lock-free: also called by the entry points that take no lock. */
+CUresult cudasim_fault(int *cached_id, const char *sym);
+void cudasim_fault_reset_counts(void);
+void cudasim_fault_report(FILE *f);
 
 #endif
