@@ -280,7 +280,11 @@ static inline CUresult launch_begin(CUfunction f, CUstream s, void **params, voi
     if (BS_UNLIKELY(!tracking()))
         return CUDA_SUCCESS;
     const struct bs_launch_set *set = bs_launch_observe(f, params, extra);
-    if (!set || !set->n || !bs_page_managed_any())
+    /* Not scanned (no layout now, or no memory): it could touch evicted memory and
+     * end the context, so it fails as a launch short of resources would. */
+    if (BS_UNLIKELY(!set))
+        return bs_page_managed_any() ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_SUCCESS;
+    if (!set->n || !bs_page_managed_any())
         return CUDA_SUCCESS;
     CUresult r = bs_page_begin(set->bases, set->n, ~0ull, s, flags | BS_PAGE_BASES);
     *locked = r == CUDA_SUCCESS;

@@ -27,6 +27,9 @@ bool bs_fp_setup(void)
         (r = bs_drv.cuModuleGetFunction(&fn, mod, "bs_fingerprint_u64")) != CUDA_SUCCESS ||
         (r = bs_real.cuMemAlloc_v2(&dev, BS_FP_DEVICE_BYTES)) != CUDA_SUCCESS ||
         (r = bs_drv.cuMemHostAlloc((void **)&host, BS_FP_DEVICE_BYTES, 0)) != CUDA_SUCCESS) {
+        if (dev) /* the shim's VRAM is charged only when all of it is there */
+            bs_real.cuMemFree_v2(dev);
+        dev = 0;
         bs_log(BS_LOG_WARN, "cannot load the fingerprint kernel (CUDA error %d): every "
                "evicted weight that kernels used will be copied back", (int)r);
         return false;

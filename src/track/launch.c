@@ -83,28 +83,54 @@ static void ftable_put_locked(struct ftable *t, CUfunction f, struct layout *l)
     }
 }
 
+/* One parameter's offset and size. A failure other than the answers that end or
+ * rule out the enumeration (no such parameter, wrong kind of handle, unsupported) may
+ * be passing: asked once more. */
+static CUresult param_info(bool kernel, CUfunction f, uint32_t i, size_t *off, size_t *size)
+{
+    CUresult r = CUDA_ERROR_NOT_SUPPORTED;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!kernel && bs_drv.cuFuncGetParamInfo)
+            r = bs_drv.cuFuncGetParamInfo(f, i, off, size);
+        else if (kernel && bs_drv.cuKernelGetParamInfo)
+            r = bs_drv.cuKernelGetParamInfo((CUkernel)f, i, off, size);
+        if (r == CUDA_SUCCESS || r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_NOT_SUPPORTED ||
+            r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_HANDLE)
+            break;
+    }
+    return r;
+}
+
+static bool param_info_final(CUresult r)
+{
+    return r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_NOT_SUPPORTED ||
+           r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_HANDLE;
+}
+
 /* Asks the driver for f's parameters; f may also be a CUkernel (the library API
  * that libcudart 12+ uses), which cuKernelGetParamInfo describes. The answer for index
- * 0 tells which: CUDA_ERROR_INVALID_VALUE is "no such parameter" (none at all), any
- * other error is a handle of the other kind, or no layout to be had. */
+ * 0 tells which: CUDA_ERROR_INVALID_VALUE is "no such parameter" (none at all), a
+ * handle or support error is a handle of the other kind, or no layout to be had.
+ * NULL when the driver failed otherwise (the layout is not known *now*: nothing is
+ * cached, and the launch is refused rather than run unscanned) or out of memory. */
 static struct layout *layout_query(CUfunction f)
 {
     size_t off[MAX_PARAMS], size[MAX_PARAMS];
     uint32_t n = 0;
     bool known = false;
-    CUresult r = CUDA_ERROR_NOT_SUPPORTED;
-    if (bs_drv.cuFuncGetParamInfo)
-        r = bs_drv.cuFuncGetParamInfo(f, 0, &off[0], &size[0]);
+    CUresult r = param_info(false, f, 0, &off[0], &size[0]);
     if (r == CUDA_SUCCESS || r == CUDA_ERROR_INVALID_VALUE) {
         known = true;
         while (r == CUDA_SUCCESS && ++n < MAX_PARAMS)
-            r = bs_drv.cuFuncGetParamInfo(f, n, &off[n], &size[n]);
-    } else if (bs_drv.cuKernelGetParamInfo) {
-        r = bs_drv.cuKernelGetParamInfo((CUkernel)f, 0, &off[0], &size[0]);
+            r = param_info(false, f, n, &off[n], &size[n]);
+    } else if (param_info_final(r) && bs_drv.cuKernelGetParamInfo) {
+        r = param_info(true, f, 0, &off[0], &size[0]);
         known = r == CUDA_SUCCESS || r == CUDA_ERROR_INVALID_VALUE;
         while (r == CUDA_SUCCESS && ++n < MAX_PARAMS)
-            r = bs_drv.cuKernelGetParamInfo((CUkernel)f, n, &off[n], &size[n]);
+            r = param_info(true, f, n, &off[n], &size[n]);
     }
+    if (r != CUDA_SUCCESS && !param_info_final(r))
+        return NULL;
     struct layout *l = malloc(sizeof(*l) + n * sizeof(l->p[0]));
     if (!l)
         return NULL;
@@ -278,7 +304,9 @@ int bs_launch_scan(CUfunction f, void **kernel_params, void **extra,
     uint64_t budget = scan_limit;
 
     if (kernel_params) {
-        if (!l || !l->known)
+        if (!l)
+            return -EAGAIN;
+        if (!l->known)
             return -ENOTSUP;
         for (uint32_t i = 0; i < l->nparams && budget; i++) {
             uint32_t sz = l->p[i].size;
@@ -349,7 +377,14 @@ const struct bs_launch_set *bs_launch_observe(CUfunction f, void **kernel_params
     if (BS_UNLIKELY(!set))
         return NULL;
     tls_launched = true;
-    if (bs_launch_scan(f, kernel_params, extra, bs_cfg.scan_limit, set) < 0) {
+    int err = bs_launch_scan(f, kernel_params, extra, bs_cfg.scan_limit, set);
+    if (err == -EAGAIN) {
+        bs_log_limited(3, BS_LOG_ERROR, "cannot read the parameter layout of a kernel now "
+                       "(cuFuncGetParamInfo failed twice, or out of memory): the launch is "
+                       "refused rather than run on memory that may not be resident");
+        return NULL;
+    }
+    if (err < 0) {
         bs_stat_add(BS_STAT_LAUNCHES_UNSCANNED, 1);
         bs_log_limited(3, BS_LOG_WARN, "cannot read the parameter layout of a kernel "
                        "(cuFuncGetParamInfo failed): memory it uses is not seen");

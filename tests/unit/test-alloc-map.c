@@ -78,12 +78,12 @@ static void range_removal_takes_only_mappings_inside(void)
 }
 
 /* Readers race with a writer: they must only ever see a right answer or none. */
-static volatile int stop;
+static int stop; /* atomic: the readers poll it */
 static void *reader(void *arg)
 {
     uint64_t base = (uint64_t)(uintptr_t)arg;
     unsigned long iters = 0;
-    while (!stop) {
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
         uint64_t b;
         for (int i = 0; i < 64; i++) {
             uint64_t a = base + (uint64_t)i * (3 << 20) + 100;
@@ -109,7 +109,7 @@ static void lookups_are_safe_during_updates(void)
         for (int i = 0; i < 64; i++)
             CHECK(bs_alloc_map_remove(base + (uint64_t)i * (3 << 20), NULL) == 0);
     }
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
 }
