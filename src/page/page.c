@@ -666,6 +666,7 @@ static void pager_fetch(struct managed **list, int n)
                 map_phys(m) == CUDA_SUCCESS; /* wb: here, "mapped" */
     }
     pager_lock();
+    bs_trace_in_batch(true);
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];
         if (!m->wb || start_fill(m, false) != CUDA_SUCCESS) {
@@ -678,6 +679,7 @@ static void pager_fetch(struct managed **list, int n)
         }
         busy_end(m);
     }
+    bs_trace_in_batch(false);
     pthread_cond_broadcast(&page_cv);
 }
 

@@ -301,11 +301,33 @@ static struct rec *copy_rec(int b)
     return rec_get(pending_in[b]);
 }
 
+/* Within a batch of copies (the pager's window fill), a block's end event is recorded
+ * once, when the next block's copies start or the batch ends. */
+static bool batching;
+static struct rec *in_deferred;
+static CUstream in_deferred_stream;
+
+static void in_flush(void)
+{
+    if (in_deferred && bs_trace_on())
+        record(in_deferred, EV_IN1, in_deferred_stream);
+    in_deferred = NULL;
+}
+
+void bs_trace_in_batch(bool begin)
+{
+    if (!begin)
+        in_flush();
+    batching = begin;
+}
+
 void bs_trace_in_begin(struct managed *m, CUstream s)
 {
     int b = block_of(m);
     if (!bs_trace_on() || b < 0)
         return;
+    if (in_deferred && in_deferred != copy_rec(b))
+        in_flush();
     struct rec *r = copy_rec(b);
     if (!r && (r = rec_new(b)))
         pending_in[b] = idx1(r);
@@ -319,8 +341,15 @@ void bs_trace_in_end(struct managed *m, CUstream s)
     if (!bs_trace_on() || b < 0)
         return;
     struct rec *r = copy_rec(b);
-    if (r && record(r, EV_IN1, s))
-        r->in_bytes += m->size;
+    if (!r)
+        return;
+    r->in_bytes += m->size;
+    if (batching) {
+        in_deferred = r;
+        in_deferred_stream = s;
+    } else {
+        record(r, EV_IN1, s);
+    }
 }
 
 /* The record that eviction and write-back of m belong to: its last compute. */
@@ -735,6 +764,8 @@ void bs_trace_reset(void)
     dropped = waits_lost = 0;
     rec_next = 0;
     end_due = false;
+    batching = false;
+    in_deferred = NULL;
     memset(recs, 0, sizeof(recs));
     memset(pending_in, 0, sizeof(pending_in));
     memset(current, 0, sizeof(current));

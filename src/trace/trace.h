@@ -24,6 +24,8 @@ int bs_trace_parse_paths(const char *spec, char *text, size_t text_cap, char *js
 /* Copies of m's contents on the shim's streams: before and after each. */
 void bs_trace_in_begin(struct managed *m, CUstream s);
 void bs_trace_in_end(struct managed *m, CUstream s);
+/* Around a batch of copies on one stream (the pager's window fill). */
+void bs_trace_in_batch(bool begin);
 void bs_trace_out_begin(struct managed *m, CUstream s);
 void bs_trace_out_end(struct managed *m, CUstream s);
 /* m's write-back was found needless (fingerprint unchanged). */
