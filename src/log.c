@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int log_fd = 2;
@@ -32,12 +33,20 @@ void bs_log_set_level(enum bs_log_level level)
 int bs_log_open(const char *path)
 {
     /* O_NOFOLLOW: a log path in a shared directory must not be redirected by a
-     * planted symlink; 0600: lines may carry addresses. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        int err = errno;
-        bs_log(BS_LOG_WARN, "cannot open BLOCKSWAP_LOG_FILE=%s: %s; logging to stderr",
-               path, strerror(err));
+     * planted symlink; 0600: lines may carry addresses. O_NONBLOCK, then only a
+     * regular file or a character device (/dev/null, a terminal): a FIFO planted
+     * there would block the application in open() or in a write, for good. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    struct stat st;
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) ||
+                    fcntl(fd, F_SETFL, O_APPEND) != 0))
+        err = EINVAL;
+    if (err) {
+        if (fd >= 0)
+            close(fd);
+        bs_log(BS_LOG_WARN, "cannot open BLOCKSWAP_LOG_FILE=%s: %s; logging to stderr", path,
+               err == EINVAL ? "not a regular file" : strerror(err));
         return -err;
     }
     __atomic_store_n(&log_fd, fd, __ATOMIC_RELAXED);
