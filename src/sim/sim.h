@@ -159,6 +159,7 @@ struct cudasim_state {
 
     struct sim_ctx primary;
     unsigned long long next_ctx_id;
+    struct sim_stream *dead_streams; /* destroyed: kept so stale handles read as dead */
 
     /* memory.c */
     struct sim_range **ranges; /* accessible ranges, sorted by start */

@@ -259,7 +259,10 @@ CUresult cudasim_stream_destroy(CUstream h)
         }
     A(s)->live = false;
     s->magic = SIM_MAGIC_DEAD;
-    free(s);
+    /* Kept, not freed: a handle used after its destruction then reads as dead and is
+     * answered with CUDA_ERROR_INVALID_HANDLE, instead of reading freed memory. */
+    s->next = G.dead_streams;
+    G.dead_streams = s;
     return CUDA_SUCCESS;
 }
 
