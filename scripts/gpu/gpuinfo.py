@@ -2,7 +2,7 @@
 only, importable without a GPU): the shim's counters through ctypes, the device's
 memory from outside a process through NVML (libnvidia-ml.so.1) or nvidia-smi, and a
 sampler that records the peak while a child runs."""
-import ctypes, os, re, shutil, subprocess, threading, time
+import ctypes, os, re, shutil, subprocess, threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
