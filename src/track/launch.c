@@ -83,9 +83,16 @@ static void ftable_put_locked(struct ftable *t, CUfunction f, struct layout *l)
     }
 }
 
-/* One parameter's offset and size. A failure other than the answers that end or
- * rule out the enumeration (no such parameter, wrong kind of handle, unsupported) may
- * be passing: asked once more. */
+/* A failure that may pass (the driver short of memory, or failing for a reason it
+ * does not name) is asked once more and, if it persists, leaves the layout unknown
+ * for now. Any other answer is the driver's word on this handle (no such parameter,
+ * the other kind of handle, not supported): it is kept, as on drivers whose answers
+ * for some handles no one has seen yet, refusing their launches would be worse. */
+static bool param_info_transient(CUresult r)
+{
+    return r == CUDA_ERROR_OUT_OF_MEMORY || r == CUDA_ERROR_UNKNOWN;
+}
+
 static CUresult param_info(bool kernel, CUfunction f, uint32_t i, size_t *off, size_t *size)
 {
     CUresult r = CUDA_ERROR_NOT_SUPPORTED;
@@ -94,8 +101,7 @@ static CUresult param_info(bool kernel, CUfunction f, uint32_t i, size_t *off, s
             r = bs_drv.cuFuncGetParamInfo(f, i, off, size);
         else if (kernel && bs_drv.cuKernelGetParamInfo)
             r = bs_drv.cuKernelGetParamInfo((CUkernel)f, i, off, size);
-        if (r == CUDA_SUCCESS || r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_NOT_SUPPORTED ||
-            r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_HANDLE)
+        if (!param_info_transient(r))
             break;
     }
     return r;
@@ -103,8 +109,7 @@ static CUresult param_info(bool kernel, CUfunction f, uint32_t i, size_t *off, s
 
 static bool param_info_final(CUresult r)
 {
-    return r == CUDA_ERROR_INVALID_VALUE || r == CUDA_ERROR_NOT_SUPPORTED ||
-           r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_HANDLE;
+    return !param_info_transient(r);
 }
 
 /* Asks the driver for f's parameters; f may also be a CUkernel (the library API
