@@ -133,6 +133,7 @@ class StdlibGen:
     """Random bytes from Python's Mersenne Twister, seeded per tensor."""
 
     name = "stdlib"
+    chunk = CHUNK_ELEMENTS
 
     def __init__(self, seed):
         self.rng = random.Random(seed)
@@ -168,6 +169,8 @@ class TorchGen:
     def __init__(self, seed, torch, device):
         self.torch = torch
         self.device = device
+        # On a GPU, big chunks: each costs a few launches and one copy to the host.
+        self.chunk = CHUNK_ELEMENTS * (8 if device == "cuda" else 1)
         self.g = torch.Generator(device=device)
         self.g.manual_seed(seed)
 
@@ -246,7 +249,7 @@ def write_checkpoint(path, dim, ffn, blocks, dtype="bf16", seed=0, model_type="t
             gen = factory(tensor_seed(seed, name))
             left = numel(shape)
             while left:
-                n = min(left, CHUNK_ELEMENTS)
+                n = min(left, gen.chunk)
                 f.write(gen.convert(gen.bf16(n, tables), dtype))
                 left -= n
                 written += n * size
