@@ -37,6 +37,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t page_cv = PTHREAD_COND_INITIALIZER, pager_cv = PTHREAD_COND_INITIALIZER;
 static int nbusy;
 static bool pager_started, pager_pending, stopping;
+static bool pager_round; /* the pager is between the evictions and fetches of one change */
 static BS_TLS bool on_pager;
 /* Set while the pager waits for the lock: launch paths hand it over when they end,
  * or a busy application thread could keep it from the pager indefinitely. */
@@ -150,11 +151,13 @@ static CUresult setup_locked(void)
     if ((r = bs_drv.cuMemGetAllocationGranularity(&granularity, &prop,
                                                   CU_MEM_ALLOC_GRANULARITY_RECOMMENDED)) != CUDA_SUCCESS)
         return r;
-    if ((r = bs_drv.cuStreamCreate(&h2d, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS ||
-        (r = bs_drv.cuStreamCreate(&d2h, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS)
+    /* A failure here is retried at the next call: keep what was already made. */
+    if ((!h2d && (r = bs_drv.cuStreamCreate(&h2d, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS) ||
+        (!d2h && (r = bs_drv.cuStreamCreate(&d2h, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS))
         return r;
     for (unsigned i = 0; i < BS_ARRAY_SIZE(scratch); i++)
-        if ((r = bs_drv.cuEventCreate(&scratch[i], CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
+        if (!scratch[i] &&
+            (r = bs_drv.cuEventCreate(&scratch[i], CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
             return r;
 
     char a[32], b[32], c[32];
@@ -208,15 +211,31 @@ static CUresult ensure_host(struct managed *m)
     return CUDA_SUCCESS;
 }
 
+/* Blocks until event ev has completed. When the driver cannot wait for it, the whole
+ * context is waited for instead: slower, but memory is never released under work that
+ * still uses it. */
+static CUresult wait_event(CUevent ev)
+{
+    if (bs_drv.cuEventSynchronize(ev) == CUDA_SUCCESS)
+        return CUDA_SUCCESS;
+    return bs_drv.cuCtxSynchronize();
+}
+
+/* Blocks until everything queued so far on s is done (with ev, a scratch event); as
+ * wait_event, falls back to the whole context. */
+static CUresult wait_queued(CUstream s, CUevent ev)
+{
+    if (bs_drv.cuEventRecord(ev, s) == CUDA_SUCCESS)
+        return wait_event(ev);
+    return bs_drv.cuCtxSynchronize();
+}
+
 /* Blocks until the point of stream s the application has reached is done: what an
  * operation issued now on s would wait for (for the legacy stream, that includes
  * earlier work on blocking streams). */
 static CUresult wait_stream_point(CUstream s)
 {
-    CUresult r = bs_drv.cuEventRecord(scratch[0], s);
-    if (r == CUDA_SUCCESS)
-        r = bs_drv.cuEventSynchronize(scratch[0]);
-    return r;
+    return wait_queued(s, scratch[0]);
 }
 
 /* ---- residency ---- */
@@ -289,13 +308,11 @@ static CUresult evict(struct managed *m)
         return r;
     bs_trace_evict(m, d2h);
     /* Used by kernels, but perhaps unchanged: compare with the page-in fingerprint. */
+    /* A failure on the way only costs the elision: the contents are copied back. */
     if (m->dirty && m->fp_in) {
-        if ((r = bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h)) != CUDA_SUCCESS ||
-            (r = bs_fp_fetch(m->fp_slot, d2h)) != CUDA_SUCCESS ||
-            (r = bs_drv.cuEventRecord(scratch[e], d2h)) != CUDA_SUCCESS ||
-            (r = bs_drv.cuEventSynchronize(scratch[e])) != CUDA_SUCCESS)
-            return r;
-        if (bs_fp_equal(m->fp_slot)) {
+        if (bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h) == CUDA_SUCCESS &&
+            bs_fp_fetch(m->fp_slot, d2h) == CUDA_SUCCESS &&
+            wait_queued(d2h, scratch[e]) == CUDA_SUCCESS && bs_fp_equal(m->fp_slot)) {
             m->dirty = false;
             m->host_valid = true;
             bs_stat_add(BS_STAT_WRITEBACK_SKIPPED_BYTES, (int64_t)m->size);
@@ -312,8 +329,7 @@ static CUresult evict(struct managed *m)
         bs_trace_out_end(m, d2h);
         bs_stat_add(BS_STAT_WRITEBACK_BYTES, (int64_t)m->size);
     }
-    if ((r = bs_drv.cuEventRecord(scratch[e], d2h)) != CUDA_SUCCESS ||
-        (r = bs_drv.cuEventSynchronize(scratch[e])) != CUDA_SUCCESS)
+    if ((r = wait_queued(d2h, scratch[e])) != CUDA_SUCCESS)
         return r;
     if ((r = bs_real.cuMemUnmap(m->va, m->padded)) != CUDA_SUCCESS)
         return r;
@@ -410,6 +426,10 @@ static CUresult make_resident(struct managed *m, struct managed *const *keep, in
     CUresult r = make_room(m->padded, keep, nkeep, "a kernel's working set");
     if (r != CUDA_SUCCESS)
         return r;
+    /* make_room may have waited for the pager with the lock released, and the pager
+     * may have taken m up meanwhile: then it is the pager's (bs_page_begin looks again). */
+    if (m->busy || m->state == RES_DEVICE)
+        return CUDA_SUCCESS;
     /* The driver may still refuse (another process took memory): evict and retry. */
     while ((r = bs_real.cuMemCreate(&m->phys, m->padded, &prop, 0)) == CUDA_ERROR_OUT_OF_MEMORY) {
         struct managed *v = pick_victim(keep, nkeep);
@@ -445,10 +465,11 @@ unmap:
 static CUresult map_phys(struct managed *m)
 {
     CUmemAccessDesc acc = { .location = prop.location, .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
-    CUresult r;
-    if ((r = bs_real.cuMemMap(m->va, m->padded, 0, m->phys, 0)) != CUDA_SUCCESS ||
-        (r = bs_drv.cuMemSetAccess(m->va, m->padded, &acc, 1)) != CUDA_SUCCESS) {
+    CUresult r = bs_real.cuMemMap(m->va, m->padded, 0, m->phys, 0);
+    /* Unmap only a mapping made here: a failed map may have found someone else's. */
+    if (r == CUDA_SUCCESS && (r = bs_drv.cuMemSetAccess(m->va, m->padded, &acc, 1)) != CUDA_SUCCESS)
         bs_real.cuMemUnmap(m->va, m->padded);
+    if (r != CUDA_SUCCESS) {
         bs_real.cuMemRelease(m->phys);
         m->phys = 0;
     }
@@ -467,12 +488,14 @@ static CUresult start_fill(struct managed *m, bool capturing)
             return r;
         bs_trace_in_end(m, h2d);
         m->fp_due = true; /* fingerprinted by its first user, see bs_page_begin */
-        if ((r = bs_drv.cuEventRecord(m->ready, h2d)) != CUDA_SUCCESS)
+        /* The copy is queued: from here on, failing would leave it writing into memory
+         * the caller releases. Without its event, wait for it here instead. */
+        m->ready_pending = bs_drv.cuEventRecord(m->ready, h2d) == CUDA_SUCCESS;
+        if (!m->ready_pending && (r = bs_drv.cuCtxSynchronize()) != CUDA_SUCCESS)
             return r;
-        m->ready_pending = true;
         /* A capturing stream cannot wait on an event from outside the capture. */
-        if (capturing) {
-            if ((r = bs_drv.cuEventSynchronize(m->ready)) != CUDA_SUCCESS)
+        if (capturing && m->ready_pending) {
+            if ((r = wait_event(m->ready)) != CUDA_SUCCESS)
                 return r;
             m->ready_pending = false;
         }
@@ -555,10 +578,11 @@ static void busy_end(struct managed *m)
     nbusy--;
 }
 
-/* Evicts list[0..n) together: waits and unmaps with the lock released. */
-static void pager_evict(struct managed **list, int n)
+/* Evicts list[0..n) together: waits and unmaps with the lock released. Returns how
+ * many it evicted, or -1 when it did not release the lock (nothing to try). */
+static int pager_evict(struct managed **list, int n)
 {
-    int k = 0;
+    int k = 0, evicted = 0;
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];
         if (m->state != RES_DEVICE || m->busy || m->pinned || bs_sched_protected(m))
@@ -571,20 +595,30 @@ static void pager_evict(struct managed **list, int n)
         m->fp_check = m->dirty && m->fp_in &&
                       bs_fp_launch(m->fp_slot, 1, m->va, m->size, d2h) == CUDA_SUCCESS &&
                       bs_fp_fetch(m->fp_slot, d2h) == CUDA_SUCCESS;
-        if (bs_drv.cuEventRecord(m->done, d2h) != CUDA_SUCCESS)
+        if (bs_drv.cuEventRecord(m->done, d2h) != CUDA_SUCCESS) {
+            /* It stays resident; the fingerprint queued for it must not outlive that. */
+            bs_drv.cuCtxSynchronize();
+            m->fp_check = false;
             continue;
+        }
         busy_begin(m);
         list[k++] = m;
     }
     n = k;
     if (!n)
-        return;
+        return -1;
+    static bool unwaited[PAGER_BATCH]; /* the pager is one thread */
     pthread_mutex_unlock(&lock);
     for (int i = 0; i < n; i++)
-        bs_drv.cuEventSynchronize(list[i]->done);
+        unwaited[i] = wait_event(list[i]->done) != CUDA_SUCCESS;
     pager_lock();
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];
+        if (unwaited[i]) { /* the device is in trouble: leave it resident */
+            busy_end(m);
+            list[i] = NULL;
+            continue;
+        }
         if (m->fp_check && bs_fp_equal(m->fp_slot)) {
             m->dirty = false;
             m->host_valid = true;
@@ -596,9 +630,12 @@ static void pager_evict(struct managed **list, int n)
             bool hosted = ensure_host(m) == CUDA_SUCCESS;
             if (hosted)
                 bs_trace_out_begin(m, d2h);
+            /* A copy queued but not followed by its event is waited for with the whole
+             * context: it must not still be reading when the application writes. */
             if (!hosted ||
                 bs_real.cuMemcpyDtoHAsync_v2(m->host, m->va, m->size, d2h) != CUDA_SUCCESS ||
-                (bs_trace_out_end(m, d2h), bs_drv.cuEventRecord(m->done, d2h)) != CUDA_SUCCESS) {
+                ((bs_trace_out_end(m, d2h), bs_drv.cuEventRecord(m->done, d2h)) != CUDA_SUCCESS &&
+                 bs_drv.cuCtxSynchronize() != CUDA_SUCCESS)) {
                 busy_end(m); /* stays resident; a later eviction tries again */
                 list[i] = NULL;
                 continue;
@@ -612,8 +649,10 @@ static void pager_evict(struct managed **list, int n)
         struct managed *m = list[i];
         if (!m)
             continue;
-        if (m->wb)
-            bs_drv.cuEventSynchronize(m->done);
+        if (m->wb && wait_event(m->done) != CUDA_SUCCESS) {
+            m->wb = m->fp_check = false, m->dirty = true; /* flag: stays resident */
+            continue;
+        }
         CUresult ur = bs_real.cuMemUnmap(m->va, m->padded);
         if (ur == CUDA_SUCCESS) {
             bs_real.cuMemRelease(m->phys);
@@ -636,10 +675,12 @@ static void pager_evict(struct managed **list, int n)
             m->streams_used = 0;
             resident_del(m);
             bs_stat_add(BS_STAT_EVICTIONS, 1);
+            evicted++;
         }
         busy_end(m);
     }
     pthread_cond_broadcast(&page_cv);
+    return evicted;
 }
 
 /* Maps and fills list[0..n) ahead of use: the VMM calls with the lock released. */
@@ -695,10 +736,20 @@ static void *pager_main(void *arg)
         while (!pager_pending || stopping)
             pthread_cond_wait(&pager_cv, &lock);
         pager_pending = false;
-        int ne = 0, nf = 0;
+        int ne = 0, nf = 0, r;
+        pager_round = true;
+        /* An eviction releases the lock, and meanwhile the window may move or what was
+         * to be fetched may be freed: look again while evictions make progress, and
+         * once more for the fetch list after one that made none. */
         bs_sched_window_work(evict_list, &ne, fetch_list, &nf, PAGER_BATCH);
-        pager_evict(evict_list, ne);
+        while ((r = pager_evict(evict_list, ne)) >= 0) {
+            int ignored;
+            bs_sched_window_work(evict_list, r ? &ne : &ignored, fetch_list, &nf, PAGER_BATCH);
+            if (!r)
+                break;
+        }
         pager_fetch(fetch_list, nf);
+        pager_round = false;
         pthread_cond_broadcast(&page_cv); /* also wakes those waiting for it to be idle */
     }
     return NULL;
@@ -814,42 +865,51 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
     /* What the pager is working on is waited for (the lock is released meanwhile, so
      * look at all of them again after any wait). A swapped block the pager has not
      * brought in yet is brought in here, but only once the pager is idle and the blocks
-     * behind the window are gone, so VRAM stays within what the window promises. */
-    for (;;) {
-        struct managed *b = NULL;
-        bool late = false;
-        for (int i = 0; i < nm && !b; i++)
-            if (ms[i]->busy)
-                b = ms[i];
-            else if (ms[i]->state != RES_DEVICE && bs_sched_swapped_member(ms[i]))
-                late = true;
-        if (b) {
-            wait_idle(b);
-            continue;
-        }
-        if (late && (nbusy || pager_pending)) {
-            pthread_cond_wait(&page_cv, &lock);
-            continue;
-        }
-        if (late)
-            bs_sched_catch_up();
-        break;
-    }
-    for (int i = 0; i < nm && r == CUDA_SUCCESS; i++) {
-        struct managed *m = ms[i];
-        if (m->state != RES_DEVICE)
-            r = make_resident(m, ms, nm, capturing);
-        if (r != CUDA_SUCCESS)
+     * behind the window are gone, so VRAM stays within what the window promises.
+     * make_room may also wait for the pager with the lock released, and meanwhile
+     * another thread or the pager may take what this operation already made resident:
+     * until everything is resident and idle at once, start over. */
+    bool lost;
+    do {
+        for (;;) {
+            struct managed *b = NULL;
+            bool late = false;
+            for (int i = 0; i < nm && !b; i++)
+                if (ms[i]->busy)
+                    b = ms[i];
+                else if (ms[i]->state != RES_DEVICE && bs_sched_swapped_member(ms[i]))
+                    late = true;
+            if (b) {
+                wait_idle(b);
+                continue;
+            }
+            if (late && (nbusy || pager_pending)) {
+                pthread_cond_wait(&page_cv, &lock);
+                continue;
+            }
+            if (late)
+                bs_sched_catch_up();
             break;
-        if (m->ready_pending) {
-            if (bs_drv.cuEventQuery(m->ready) == CUDA_SUCCESS)
-                m->ready_pending = false;
-            else if (capturing)
-                r = bs_drv.cuEventSynchronize(m->ready), m->ready_pending = r != CUDA_SUCCESS;
-            else
-                r = bs_drv.cuStreamWaitEvent(s, m->ready, 0);
         }
-    }
+        for (int i = 0; i < nm && r == CUDA_SUCCESS; i++) {
+            struct managed *m = ms[i];
+            if (m->state != RES_DEVICE)
+                r = make_resident(m, ms, nm, capturing);
+            if (r != CUDA_SUCCESS)
+                break;
+            if (m->ready_pending) {
+                if (bs_drv.cuEventQuery(m->ready) == CUDA_SUCCESS)
+                    m->ready_pending = false;
+                else if (capturing)
+                    r = bs_drv.cuEventSynchronize(m->ready), m->ready_pending = r != CUDA_SUCCESS;
+                else if (bs_drv.cuStreamWaitEvent(s, m->ready, 0) != CUDA_SUCCESS)
+                    r = wait_event(m->ready), m->ready_pending = r != CUDA_SUCCESS;
+            }
+        }
+        lost = false;
+        for (int i = 0; i < nm && r == CUDA_SUCCESS && !lost; i++)
+            lost = ms[i]->state != RES_DEVICE || ms[i]->busy;
+    } while (lost);
     if (r != CUDA_SUCCESS) {
         record_slot = -1;
         bs_trace_launch_cancel();
@@ -893,7 +953,10 @@ void bs_page_end(void)
 {
     bs_trace_launch_end();
     if (record_slot >= 0) {
-        bs_drv.cuEventRecord(slots[record_slot].last, CU_STREAM_PER_THREAD);
+        /* Eviction waits on this event for the operation just issued; without it, the
+         * operation must be over before anything it used can go. */
+        if (bs_drv.cuEventRecord(slots[record_slot].last, CU_STREAM_PER_THREAD) != CUDA_SUCCESS)
+            bs_drv.cuCtxSynchronize();
         record_slot = -1;
     }
     pthread_mutex_unlock(&lock);
@@ -1018,8 +1081,9 @@ CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags)
         int sl = slot_of(norm_stream(s, flags));
         if (sl >= 0) {
             m->streams_used |= 1ull << sl;
-            if (slots[sl].per_thread) /* this thread's stream: mark where the free is */
-                bs_drv.cuEventRecord(slots[sl].last, CU_STREAM_PER_THREAD);
+            if (slots[sl].per_thread && /* this thread's stream: mark where the free is */
+                bs_drv.cuEventRecord(slots[sl].last, CU_STREAM_PER_THREAD) != CUDA_SUCCESS)
+                bs_drv.cuCtxSynchronize();
         }
     }
     if (m->state == RES_DEVICE) {
@@ -1040,6 +1104,8 @@ CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags)
     }
     if (m->ready)
         bs_drv.cuEventDestroy_v2(m->ready);
+    if (m->done)
+        bs_drv.cuEventDestroy_v2(m->done);
     bs_fp_slot_put(m->fp_slot);
     bs_drv.cuMemAddressFree(m->va, m->padded);
     managed_bytes -= m->size;
@@ -1195,8 +1261,10 @@ void bs_page_reset(void)
     pthread_cond_init(&page_cv, NULL);
     pthread_cond_init(&pager_cv, NULL);
     nbusy = 0;
-    pager_started = pager_pending = stopping = false; /* threads do not survive fork */
+    pager_started = pager_pending = pager_round = stopping = false; /* threads do not survive fork */
     ready = false;
+    h2d = d2h = NULL; /* the parent's: setup_locked makes the child's own */
+    memset(scratch, 0, sizeof(scratch));
     memset(table, 0, sizeof(table));
     nresident = nslots = 0;
     resident_bytes = unmanaged_bytes = host_bytes = managed_bytes = managed_count = 0;
@@ -1216,7 +1284,7 @@ static bool ctl_enter_locked(void)
     if (!ready)
         return false;
     bs_drv.cuCtxSetCurrent(ctx);
-    while (nbusy || (pager_pending && !stopping))
+    while (nbusy || pager_round || (pager_pending && !stopping))
         pthread_cond_wait(&page_cv, &lock);
     return true;
 }
