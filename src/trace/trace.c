@@ -10,6 +10,7 @@
 #include "trace/trace.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,12 +95,25 @@ static void out(int fd, const char *fmt, ...)
     }
 }
 
+/* O_NOFOLLOW: never through a planted symlink; 0600: traces hold addresses and timings.
+ * O_NONBLOCK, then only a regular file or a character device (/dev/null): a FIFO there
+ * would block the application in open() or in a write, for good. */
 static int open_out(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    int err = fd < 0 ? errno : 0;
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) ||
+                    fcntl(fd, F_SETFL, 0) != 0 || (S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0)))
+        err = EINVAL;
+    if (err) {
+        if (fd >= 0)
+            close(fd);
         bs_log(BS_LOG_ERROR, "cannot write the trace file %s (%s): tracing is off; "
-               "set BLOCKSWAP_TRACE to a writable path", path, strerror(errno));
+               "set BLOCKSWAP_TRACE to a writable path", path,
+               err == EINVAL ? "not a regular file" : strerror(err));
+        return -1;
+    }
     return fd;
 }
 

@@ -231,13 +231,19 @@ def case_badpath(prog, shim, simdir, tmp):
         sys.exit(f"FAIL: symlink followed or not reported:\n{p.stderr}")
     if checksum(p.stdout) != ref:
         sys.exit("FAIL: checksum changed")
+    # A FIFO (nobody reading it) planted where the trace goes: refused at once, no hang.
+    fifo = os.path.join(tmp, "fifo.log")
+    os.mkfifo(fifo)
+    p = run(prog, shim, simdir, {"BLOCKSWAP_TRACE": fifo})
+    if "cannot write the trace file" not in p.stderr or checksum(p.stdout) != ref:
+        sys.exit(f"FAIL: FIFO not refused:\n{p.stderr}")
     # Two timelines: not a valid value; tracing off, paging on.
     p = run(prog, shim, simdir, {"BLOCKSWAP_TRACE": "a.json,b.json"})
     if "BLOCKSWAP_TRACE=a.json,b.json is not valid" not in p.stderr or checksum(p.stdout) != ref:
         sys.exit(f"FAIL: bad value:\n{p.stderr}")
     if os.path.exists("a.json"):
         sys.exit("FAIL: a file was written for an invalid value")
-    print("ok: unwritable path, symlink and bad value each reported once; results unchanged")
+    print("ok: unwritable path, symlink, FIFO and bad value each reported once; results unchanged")
 
 
 def main():
