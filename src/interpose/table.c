@@ -214,14 +214,16 @@ void bs_init(void)
     int expected = INIT_NONE;
     if (__atomic_compare_exchange_n(&init_state, &expected, INIT_RUNNING, false,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        init_thread = pthread_self();
+        __atomic_store_n(&init_thread, pthread_self(), __ATOMIC_RELEASE);
         init_once();
         __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
         return;
     }
     /* A hooked call made by init itself (dlopen running a constructor) proceeds in
-     * pass-through; other threads wait for init to finish. */
-    if (pthread_equal(init_thread, pthread_self()))
+     * pass-through; other threads wait for init to finish. Another thread may read
+     * init_thread before the initialising thread has stored it: then it is not its own
+     * id, and it waits, as it should. */
+    if (pthread_equal(__atomic_load_n(&init_thread, __ATOMIC_ACQUIRE), pthread_self()))
         return;
     while (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE)
         sched_yield();
