@@ -43,6 +43,13 @@ void bs_log(enum bs_log_level level, const char *fmt, ...)
 void bs_log_rl_(bool last, enum bs_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 bool bs_log_enabled(enum bs_log_level level);
+/* Appends formatted text to a caller's buffer; len counts what did not fit too, so
+ * len >= cap after the fact means the text was cut. Never allocates. */
+struct bs_buf {
+    char *p;
+    size_t cap, len;
+};
+void bs_buf_add(struct bs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void bs_log_set_level(enum bs_log_level level);
 /* pre: path is NUL-terminated. Returns 0 or -errno; on failure logging stays on stderr. */
 int bs_log_open(const char *path);

@@ -102,3 +102,14 @@ void bs_log_rl_(bool last, enum bs_log_level level, const char *fmt, ...)
     va_end(ap);
     errno = saved;
 }
+
+void bs_buf_add(struct bs_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->len < b->cap ? b->p + b->len : NULL,
+                      b->len < b->cap ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        b->len += (size_t)n;
+}

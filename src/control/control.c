@@ -33,23 +33,6 @@ static char dir_path[SUN_PATH_MAX], sock_name[32];
 
 /* ---- the protocol: no socket here (bs_control_handle_request is the fuzzing target) ---- */
 
-struct out {
-    char *p;
-    size_t cap, len; /* len also counts what did not fit */
-};
-
-__attribute__((format(printf, 2, 3)))
-static void put(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->len < o->cap ? o->p + o->len : NULL,
-                      o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len += (size_t)n;
-}
-
 static const char *mib(uint64_t b, char *buf, size_t len)
 {
     snprintf(buf, len, "%.1f MiB", b / 1048576.0);
@@ -57,9 +40,9 @@ static const char *mib(uint64_t b, char *buf, size_t len)
 }
 
 /* Ends the answer with "}\n"; an answer that does not fit becomes a short error. */
-static int finish(struct out *o)
+static int finish(struct bs_buf *o)
 {
-    put(o, "}\n");
+    bs_buf_add(o, "}\n");
     if (o->len < o->cap)
         return (int)o->len;
     int n = snprintf(o->p, o->cap, "{\"ok\":false,\"error\":\"answer too long\"}\n");
@@ -67,68 +50,68 @@ static int finish(struct out *o)
 }
 
 /* pre: msg holds no character that JSON would need escaped. */
-static int error_reply(struct out *o, const char *msg)
+static int error_reply(struct bs_buf *o, const char *msg)
 {
     o->len = 0;
-    put(o, "{\"ok\":false,\"error\":\"%s\"", msg);
+    bs_buf_add(o, "{\"ok\":false,\"error\":\"%s\"", msg);
     return finish(o);
 }
 
-static void ms_or_null(struct out *o, const char *key, uint64_t ns, bool traced)
+static void ms_or_null(struct bs_buf *o, const char *key, uint64_t ns, bool traced)
 {
     if (traced)
-        put(o, ",\"%s\":%.3f", key, ns / 1e6);
+        bs_buf_add(o, ",\"%s\":%.3f", key, ns / 1e6);
     else
-        put(o, ",\"%s\":null", key);
+        bs_buf_add(o, ",\"%s\":null", key);
 }
 
 /* ,"key":v */
-static void kv(struct out *o, const char *key, uint64_t v)
+static void kv(struct bs_buf *o, const char *key, uint64_t v)
 {
-    put(o, ",\"%s\":%llu", key, (unsigned long long)v);
+    bs_buf_add(o, ",\"%s\":%llu", key, (unsigned long long)v);
 }
 
-static int do_status(struct out *o)
+static int do_status(struct bs_buf *o)
 {
     struct blockswap_stats st;
     memset(&st, 0, sizeof(st));
     blockswap_get_stats(&st);
-    put(o, "{\"ok\":true,\"command\":\"status\",\"pid\":%d,\"version\":\"%s\"", (int)getpid(),
+    bs_buf_add(o, "{\"ok\":true,\"command\":\"status\",\"pid\":%d,\"version\":\"%s\"", (int)getpid(),
         BS_VERSION);
-    put(o, ",\"vram\":{\"limit\":%llu", (unsigned long long)st.vram_limit);
+    bs_buf_add(o, ",\"vram\":{\"limit\":%llu", (unsigned long long)st.vram_limit);
     kv(o, "used", st.resident_bytes + st.unmanaged_bytes);
     kv(o, "resident", st.resident_bytes);
     kv(o, "unmanaged", st.unmanaged_bytes);
     kv(o, "peak", st.peak_vram_bytes);
-    put(o, "},\"host\":{\"backing\":%llu", (unsigned long long)st.host_backing_bytes);
+    bs_buf_add(o, "},\"host\":{\"backing\":%llu", (unsigned long long)st.host_backing_bytes);
     kv(o, "peak", st.peak_host_backing_bytes);
-    put(o, "},\"managed\":{\"allocations\":%llu", (unsigned long long)st.managed_allocations);
+    bs_buf_add(o, "},\"managed\":{\"allocations\":%llu", (unsigned long long)st.managed_allocations);
     kv(o, "bytes", st.managed_bytes);
-    put(o, "},\"moved\":{\"page_ins\":%llu", (unsigned long long)st.page_ins);
+    bs_buf_add(o, "},\"moved\":{\"page_ins\":%llu", (unsigned long long)st.page_ins);
     kv(o, "page_in_bytes", st.page_in_bytes);
     kv(o, "evictions", st.evictions);
     kv(o, "writeback_bytes", st.writeback_bytes);
     kv(o, "writeback_skipped_bytes", st.writeback_skipped_bytes);
-    put(o, "}");
+    bs_buf_add(o, "}");
     kv(o, "launches", st.launches);
     kv(o, "oom_refusals", st.oom_refusals);
     kv(o, "blocks", st.blocks);
     kv(o, "blocks_swapped", st.blocks_swapped);
     /* Times exist only with BLOCKSWAP_TRACE: null says "not measured", never 0. */
     bool traced = bs_cfg.trace[0] != '\0';
-    put(o, ",\"traced\":%s", traced ? "true" : "false");
+    bs_buf_add(o, ",\"traced\":%s", traced ? "true" : "false");
     kv(o, "steps_traced", st.steps_traced);
     ms_or_null(o, "stall_ms", st.stall_ns, traced);
     ms_or_null(o, "transfer_in_ms", st.transfer_in_ns, traced);
     ms_or_null(o, "transfer_out_ms", st.transfer_out_ns, traced);
     ms_or_null(o, "compute_ms", st.compute_ns, traced);
-    put(o, ",");
+    bs_buf_add(o, ",");
     size_t room = o->len < o->cap ? o->cap - o->len : 0;
     o->len += bs_page_ctl_blocks_json(room ? o->p + o->len : NULL, room);
     return finish(o);
 }
 
-static int do_evict(struct out *o)
+static int do_evict(struct bs_buf *o)
 {
     struct bs_ctl_evict e;
     char a[32], b[32];
@@ -139,21 +122,21 @@ static int do_evict(struct out *o)
     struct blockswap_stats st;
     memset(&st, 0, sizeof(st));
     blockswap_get_stats(&st);
-    put(o, "{\"ok\":true,\"command\":\"evict\",\"evicted\":%llu,\"evicted_bytes\":%llu,"
+    bs_buf_add(o, "{\"ok\":true,\"command\":\"evict\",\"evicted\":%llu,\"evicted_bytes\":%llu,"
         "\"pinned\":%llu,\"pinned_bytes\":%llu,\"failed\":%llu,\"failed_bytes\":%llu,"
         "\"resident_bytes\":%llu", (unsigned long long)e.evicted,
         (unsigned long long)e.evicted_bytes, (unsigned long long)e.pinned,
         (unsigned long long)e.pinned_bytes, (unsigned long long)e.failed,
         (unsigned long long)e.failed_bytes, (unsigned long long)st.resident_bytes);
     if (e.pinned)
-        put(o, ",\"pinned_reason\":\"captured into a CUDA graph or pinned with blockswap_pin: "
+        bs_buf_add(o, ",\"pinned_reason\":\"captured into a CUDA graph or pinned with blockswap_pin: "
             "the GPU may use it at any time\"");
     if (e.failed)
-        put(o, ",\"failed_reason\":\"see the application's blockswap log\"");
+        bs_buf_add(o, ",\"failed_reason\":\"see the application's blockswap log\"");
     return finish(o);
 }
 
-static int do_trim(struct out *o)
+static int do_trim(struct bs_buf *o)
 {
     struct bs_ctl_trim t;
     char a[32], b[32];
@@ -165,7 +148,7 @@ static int do_trim(struct out *o)
     memset(&st, 0, sizeof(st));
     blockswap_get_stats(&st);
     /* The shim caches no VRAM of its own: evicted memory is released at once. */
-    put(o, "{\"ok\":true,\"command\":\"trim\",\"host_freed\":%llu,\"host_freed_bytes\":%llu,"
+    bs_buf_add(o, "{\"ok\":true,\"command\":\"trim\",\"host_freed\":%llu,\"host_freed_bytes\":%llu,"
         "\"host_kept\":%llu,\"host_kept_bytes\":%llu,\"vram_returned_bytes\":0,"
         "\"host_backing_bytes\":%llu", (unsigned long long)t.freed,
         (unsigned long long)t.freed_bytes, (unsigned long long)t.kept,
@@ -173,7 +156,7 @@ static int do_trim(struct out *o)
     return finish(o);
 }
 
-static int do_set(struct out *o, const char *name, const char *value)
+static int do_set(struct bs_buf *o, const char *name, const char *value)
 {
     if (strcmp(name, "blocks-to-swap") != 0)
         return error_reply(o, "unknown setting; known: blocks-to-swap");
@@ -187,18 +170,18 @@ static int do_set(struct out *o, const char *name, const char *value)
     int later = bs_page_ctl_set_blocks_to_swap(k);
     bs_log(BS_LOG_INFO, "blockswapctl set blocks-to-swap %s: %s", value,
            later ? "applied at the start of the next step" : "used when blocks are found");
-    put(o, "{\"ok\":true,\"command\":\"set\",\"blocks_to_swap\":");
+    bs_buf_add(o, "{\"ok\":true,\"command\":\"set\",\"blocks_to_swap\":");
     if (k == BS_SIZE_AUTO)
-        put(o, "\"auto\"");
+        bs_buf_add(o, "\"auto\"");
     else
-        put(o, "%llu", (unsigned long long)k);
-    put(o, ",\"applies\":\"%s\"", later ? "next step" : "when blocks are found");
+        bs_buf_add(o, "%llu", (unsigned long long)k);
+    bs_buf_add(o, ",\"applies\":\"%s\"", later ? "next step" : "when blocks are found");
     return finish(o);
 }
 
 int bs_control_handle_request(const char *req, size_t len, char *resp, size_t cap)
 {
-    struct out o = { resp, cap, 0 };
+    struct bs_buf o = { resp, cap, 0 };
     char line[REQ_MAX], *words[4];
     int nw = 0;
     if (!resp || cap < 64)
@@ -229,7 +212,7 @@ int bs_control_handle_request(const char *req, size_t len, char *resp, size_t ca
     if (nw == 1 && strcmp(cmd, "trim") == 0)
         return do_trim(&o);
     if (nw == 1 && strcmp(cmd, "ping") == 0) {
-        put(&o, "{\"ok\":true,\"command\":\"ping\",\"pid\":%d,\"version\":\"%s\"", (int)getpid(),
+        bs_buf_add(&o, "{\"ok\":true,\"command\":\"ping\",\"pid\":%d,\"version\":\"%s\"", (int)getpid(),
             BS_VERSION);
         return finish(&o);
     }

@@ -507,29 +507,13 @@ bool bs_sched_ctl_host_needed(const struct managed *m)
     return m->block >= 0 && swapped(&stacks[m->stack], m->block);
 }
 
-struct jbuf {
-    char *p;
-    size_t cap, len; /* len counts what did not fit too */
-};
 
-__attribute__((format(printf, 2, 3)))
-static void jb_add(struct jbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->len < b->cap ? b->p + b->len : NULL,
-                      b->len < b->cap ? b->cap - b->len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        b->len += (size_t)n;
-}
-
-static void k_json(struct jbuf *b, const char *key, uint64_t k)
+static void k_json(struct bs_buf *b, const char *key, uint64_t k)
 {
     if (k == BS_SIZE_AUTO)
-        jb_add(b, "\"%s\":\"auto\"", key);
+        bs_buf_add(b, "\"%s\":\"auto\"", key);
     else
-        jb_add(b, "\"%s\":%llu", key, (unsigned long long)k);
+        bs_buf_add(b, "\"%s\":%llu", key, (unsigned long long)k);
 }
 
 /* "stacks":[...] and the blocks-to-swap setting, for blockswapctl status: per stack its
@@ -537,21 +521,21 @@ static void k_json(struct jbuf *b, const char *key, uint64_t k)
  * resident bytes. Like snprintf, returns the length the whole text needs. */
 size_t bs_sched_ctl_json(char *buf, size_t cap)
 {
-    struct jbuf b = { buf, cap, 0 };
+    struct bs_buf b = { buf, cap, 0 };
     if (cap)
         buf[0] = '\0';
     k_json(&b, "blocks_to_swap_setting", bs_cfg.blocks_to_swap);
-    jb_add(&b, ",");
+    bs_buf_add(&b, ",");
     if (ctl_pending)
         k_json(&b, "blocks_to_swap_pending", ctl_pending_k);
     else
-        jb_add(&b, "\"blocks_to_swap_pending\":null");
-    jb_add(&b, ",\"stacks\":[");
+        bs_buf_add(&b, "\"blocks_to_swap_pending\":null");
+    bs_buf_add(&b, ",\"stacks\":[");
     for (int s = 0; s < nstacks; s++) {
         const struct stack *st = &stacks[s];
         uint64_t *bytes = calloc((size_t)st->nblocks * 2, sizeof(*bytes));
         if (!bytes) {
-            jb_add(&b, "%s{\"error\":\"out of memory\"}", s ? "," : "");
+            bs_buf_add(&b, "%s{\"error\":\"out of memory\"}", s ? "," : "");
             continue;
         }
         for (int i = 0; i < st->nmembers; i++) {
@@ -562,19 +546,19 @@ size_t bs_sched_ctl_json(char *buf, size_t cap)
             if (m->state == RES_DEVICE)
                 bytes[2 * m->block + 1] += m->padded;
         }
-        jb_add(&b, "%s{\"active\":%s,\"blocks\":%d,\"blocks_swapped\":%d,\"window\":%d,"
+        bs_buf_add(&b, "%s{\"active\":%s,\"blocks\":%d,\"blocks_swapped\":%d,\"window\":%d,"
                "\"block_bytes\":%llu,\"outside_bytes\":%llu,\"current\":%d,\"per_block\":[",
                s ? "," : "", s == active ? "true" : "false", st->nblocks,
                st->nblocks - st->swap_start, st->window, (unsigned long long)st->block_max,
                (unsigned long long)st->outside, st->current);
         for (int j = 0; j < st->nblocks; j++)
-            jb_add(&b, "%s{\"block\":%d,\"swapped\":%s,\"resident\":%s,\"bytes\":%llu,"
+            bs_buf_add(&b, "%s{\"block\":%d,\"swapped\":%s,\"resident\":%s,\"bytes\":%llu,"
                    "\"resident_bytes\":%llu}", j ? "," : "", j, swapped(st, j) ? "true" : "false",
                    bytes[2 * j + 1] == bytes[2 * j] ? "true" : "false",
                    (unsigned long long)bytes[2 * j], (unsigned long long)bytes[2 * j + 1]);
-        jb_add(&b, "]}");
+        bs_buf_add(&b, "]}");
         free(bytes);
     }
-    jb_add(&b, "]");
+    bs_buf_add(&b, "]");
     return b.len;
 }

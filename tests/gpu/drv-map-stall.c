@@ -88,17 +88,11 @@ int main(int argc, char **argv)
         DRV_CHECK(D.cuEventCreate(&ev[k], CU_EVENT_DEFAULT));
     DRV_CHECK(D.cuMemAlloc(&buf, buf_bytes));
 
-    CUmemAllocationProp prop;
-    memset(&prop, 0, sizeof(prop));
-    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = d.dev;
-    size_t gran = 0;
-    DRV_CHECK(D.cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
-    CUmemAccessDesc acc;
-    memset(&acc, 0, sizeof(acc));
-    acc.location = prop.location;
-    acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    struct drv_vmm vmm;
+    drv_vmm_init(&d, &vmm);
+    CUmemAllocationProp prop = vmm.prop;
+    CUmemAccessDesc acc = vmm.acc;
+    size_t gran = vmm.gran;
 
     static struct phase warm, idle1, mapping, idle2;
     phase(&warm, 0, &prop, &acc, 0);

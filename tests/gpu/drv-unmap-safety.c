@@ -33,18 +33,12 @@ int main(int argc, char **argv)
     drv_open(&d, "drv-unmap-safety");
     CUfunction fill = drv_fn(&d, "bs_fill_u32"), fp = drv_fn(&d, "bs_fingerprint_u64");
 
-    CUmemAllocationProp prop;
-    memset(&prop, 0, sizeof(prop));
-    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = d.dev;
-    size_t gran = 0;
-    DRV_CHECK(D.cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+    struct drv_vmm vmm;
+    drv_vmm_init(&d, &vmm);
+    CUmemAllocationProp prop = vmm.prop;
+    CUmemAccessDesc acc = vmm.acc;
+    size_t gran = vmm.gran;
     range = (range + gran - 1) / gran * gran;
-    CUmemAccessDesc acc;
-    memset(&acc, 0, sizeof(acc));
-    acc.location = prop.location;
-    acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
 
     CUdeviceptr va;
     CUmemGenericAllocationHandle h[2 * NPAIR];

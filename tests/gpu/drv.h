@@ -118,6 +118,26 @@ static inline void drv_open(struct drv *d, const char *prog)
     fflush(stdout);
 }
 
+/* Physical device memory for the VMM calls, read-write access to it, and its
+ * allocation granularity. */
+struct drv_vmm {
+    CUmemAllocationProp prop;
+    CUmemAccessDesc acc;
+    size_t gran;
+};
+
+static inline void drv_vmm_init(struct drv *d, struct drv_vmm *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    v->prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    v->prop.location.id = d->dev;
+    DRV_CHECK(D.cuMemGetAllocationGranularity(&v->gran, &v->prop,
+                                              CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+    v->acc.location = v->prop.location;
+    v->acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+}
+
 static inline CUfunction drv_fn(struct drv *d, const char *name)
 {
     CUfunction f;
