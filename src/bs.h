@@ -229,8 +229,10 @@ struct bs_launch_set {
     bool overflow;
 };
 
-/* Scans the parameters of one launch into set. Returns 0, or -ENOTSUP when the
- * layout of f is unknown (no cuFuncGetParamInfo and no extra buffer). */
+/* Scans the parameters of one launch into set. Returns 0, -ENOTSUP when the layout of
+ * f is unknown (no cuFuncGetParamInfo and no extra buffer: run unscanned), or -EAGAIN
+ * when the driver could not say now (out of memory or an unknown error, twice: the
+ * launch is refused while managed memory exists). */
 int bs_launch_scan(CUfunction f, void **kernel_params, void **extra,
                    uint64_t scan_limit, struct bs_launch_set *set);
 /* Scans `len` bytes of packed parameters at p (pointer-aligned words). */

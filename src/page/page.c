@@ -845,8 +845,8 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
     /* The tracer marks where the stream stood before any waiting; a block found only
      * by the detection that scheduling runs is marked after it. */
     struct managed *tb = NULL;
-    bool may_wait = false;
-    for (int i = 0; i < nm; i++) {
+    bool traced = bs_trace_on(), may_wait = false;
+    for (int i = 0; i < nm && traced; i++) {
         if (ms[i]->block >= 0 && !tb)
             tb = ms[i];
         may_wait |= ms[i]->state != RES_DEVICE || ms[i]->busy || ms[i]->ready_pending;
@@ -857,7 +857,7 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
      * anything of this operation it evicts is made resident again below. */
     for (int i = 0; i < nm; i++)
         bs_sched_use(ms[i]);
-    for (int i = 0; i < nm && !tb; i++)
+    for (int i = 0; i < nm && traced && !tb; i++)
         if (ms[i]->block >= 0)
             tb = ms[i];
     if (tb)
@@ -951,7 +951,8 @@ void bs_page_unlock(void)
 
 void bs_page_end(void)
 {
-    bs_trace_launch_end();
+    if (bs_trace_on())
+        bs_trace_launch_end();
     if (record_slot >= 0) {
         /* Eviction waits on this event for the operation just issued; without it, the
          * operation must be over before anything it used can go. */

@@ -176,6 +176,13 @@ int bs_trace_parse_paths(const char *spec, char *text, size_t text_cap, char *js
 
 static void trace_atexit(void);
 
+bool bs_trace_live;
+
+static void set_live(void)
+{
+    bs_trace_live = on && !failed;
+}
+
 void bs_trace_setup(void)
 {
     if (!bs_cfg.trace[0] || on || (forked && !strstr(bs_cfg.trace, "%p")))
@@ -218,6 +225,7 @@ void bs_trace_setup(void)
                 pid, i, lanes[i], pid, i, i);
     }
     on = text_fd >= 0 || json_fd >= 0;
+    set_live();
     if (on) {
         atexit(trace_atexit);
         bs_log(BS_LOG_INFO, "tracing to %s%s%s", path_text, path_text[0] && path_json[0] ? " and " : "",
@@ -225,16 +233,14 @@ void bs_trace_setup(void)
     }
 }
 
-bool bs_trace_on(void)
-{
-    return on && !failed;
-}
+
 
 static void stop(const char *what, CUresult r)
 {
     if (failed)
         return;
     failed = true;
+    set_live();
     bs_log(BS_LOG_WARN, "tracing stopped: %s failed (CUDA error %d); the application "
            "is not affected", what, (int)r);
 }
@@ -760,6 +766,7 @@ static void trace_atexit(void)
         text_fd = -1;
     }
     on = false;
+    set_live();
     bs_page_unlock();
 }
 
@@ -773,6 +780,7 @@ void bs_trace_reset(void)
 {
     /* A forked child writes no trace: its parent's files and events are not its own. */
     on = failed = false;
+    set_live();
     forked = true;
     text_fd = json_fd = -1;
     dropped = waits_lost = 0;

@@ -15,7 +15,13 @@ struct bs_trace_totals {
 /* Opens the files of BLOCKSWAP_TRACE; a bad value or an unwritable path is one log
  * line and tracing stays off. Called once, at the first managed allocation. */
 void bs_trace_setup(void);
-bool bs_trace_on(void);
+/* Tracing is on and working; read under the page lock (launch paths test it first, so
+ * with tracing off a launch pays one load). */
+extern bool bs_trace_live;
+static inline bool bs_trace_on(void)
+{
+    return bs_trace_live;
+}
 /* Splits a BLOCKSWAP_TRACE value into its text and .json paths ("" when absent),
  * replacing %p with the process id. Returns 0, -EINVAL or -ENAMETOOLONG. */
 int bs_trace_parse_paths(const char *spec, char *text, size_t text_cap, char *json,
