@@ -170,6 +170,14 @@ static const struct layout *layout_of(CUfunction f)
             t = g;
         }
     }
+    /* Another thread may have published f while we asked the driver: keep its
+     * layout (readers may hold it) and drop ours. */
+    const struct layout *won = ftable_get(f);
+    if (won) {
+        pthread_mutex_unlock(&ftab_lock);
+        free(nl);
+        return won;
+    }
     if (t && (t->used + 1) * 2 <= t->mask + 1)
         ftable_put_locked(t, f, nl);
     pthread_mutex_unlock(&ftab_lock);
