@@ -64,6 +64,12 @@ enum bs_policy {
     BS_POLICY_SYNC,   /* for comparison: what the Python block-swap nodes do */
 };
 
+/* Which blocks BLOCKSWAP_BLOCKS_TO_SWAP swaps (BLOCKSWAP_SWAP_PLACEMENT). */
+enum bs_placement {
+    BS_PLACEMENT_SPREAD, /* evenly through the stack: copies spread over the step */
+    BS_PLACEMENT_LAST,   /* the last k in execution order */
+};
+
 /* What cuMemGetInfo reports under blockswap. */
 enum bs_meminfo {
     BS_MEMINFO_PAGED, /* the limit plus what host backing can still take */
@@ -81,8 +87,9 @@ struct bs_config {
     uint64_t blocks_to_swap;      /* BLOCKSWAP_BLOCKS_TO_SWAP, or BS_SIZE_AUTO */
     uint64_t prefetch;            /* BLOCKSWAP_PREFETCH */
     int policy;                   /* BLOCKSWAP_POLICY: enum bs_policy */
+    int placement;                /* BLOCKSWAP_SWAP_PLACEMENT: enum bs_placement */
     bool pager_thread;            /* BLOCKSWAP_PAGER_THREAD */
-    enum bs_log_level log_level;  /* BLOCKSWAP_LOG_LEVEL */
+    int log_level;                /* BLOCKSWAP_LOG_LEVEL: enum bs_log_level */
     char log_file[256];           /* BLOCKSWAP_LOG_FILE, "" = stderr */
     char trace[520];              /* BLOCKSWAP_TRACE: "" off, or one or two paths */
     uint64_t scan_limit;          /* BLOCKSWAP_SCAN_LIMIT: parameter bytes scanned per launch */

@@ -11,8 +11,14 @@
 
 extern char **environ;
 
-enum opt_type { OPT_BOOL, OPT_LEVEL, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO, OPT_MEMINFO,
-                OPT_COUNT, OPT_COUNT_AUTO, OPT_POLICY };
+enum opt_type { OPT_BOOL, OPT_CHOICE, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO, OPT_COUNT,
+                OPT_COUNT_AUTO };
+
+/* OPT_CHOICE: the names, in the order of the enum the field holds (an int). */
+static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
+static const char *const meminfo_names[] = { "paged", "limit", "real", NULL };
+static const char *const policy_names[] = { "stream", "sync", NULL };
+static const char *const placement_names[] = { "spread", "last", NULL };
 
 struct opt {
     const char *name;
@@ -21,75 +27,87 @@ struct opt {
     const char *def;
     uint64_t min, max; /* OPT_SIZE, OPT_COUNT: the range; OPT_PATH: max is the buffer size */
     const char *help;
+    const char *const *choices; /* OPT_CHOICE */
 };
 
 #define OFF(field) offsetof(struct bs_config, field)
 
 static const struct opt opts[] = {
     { "BLOCKSWAP_DISABLE", OPT_BOOL, OFF(disable), "0", 0, 0,
-      "1 makes blockswap pure pass-through: every CUDA call goes straight to the driver." },
+      "1 makes blockswap pure pass-through: every CUDA call goes straight to the driver.", NULL },
     { "BLOCKSWAP_VRAM_LIMIT", OPT_SIZE_AUTO, OFF(vram_limit), "auto", 2ull << 20, 1ull << 50,
       "VRAM the process may use, managed and unmanaged together; auto: the device's free "
-      "memory when blockswap starts, minus BLOCKSWAP_RESERVE." },
+      "memory when blockswap starts, minus BLOCKSWAP_RESERVE.", NULL },
     { "BLOCKSWAP_RESERVE", OPT_SIZE, OFF(reserve), "512M", 0, 1ull << 50,
       "With BLOCKSWAP_VRAM_LIMIT=auto, VRAM left for what blockswap cannot see (cuBLAS and "
-      "cuDNN workspaces taken later, the driver, other processes)." },
+      "cuDNN workspaces taken later, the driver, other processes).", NULL },
     { "BLOCKSWAP_MIN_BYTES", OPT_SIZE, OFF(min_bytes), "2M", 0, 1ull << 50,
       "Device allocations at least this large are managed (paged); smaller ones stay put. "
-      "VRAM is mapped in 2 MiB pages, so smaller managed allocations would waste it." },
+      "VRAM is mapped in 2 MiB pages, so smaller managed allocations would waste it.", NULL },
     { "BLOCKSWAP_HOST_LIMIT", OPT_SIZE_AUTO, OFF(host_limit), "auto", 0, 1ull << 50,
       "Pinned host memory for evicted contents; auto: physical RAM minus 4 GiB (half of it "
-      "below 8 GiB)." },
+      "below 8 GiB).", NULL },
     { "BLOCKSWAP_BLOCKS_TO_SWAP", OPT_COUNT_AUTO, OFF(blocks_to_swap), "auto", 0, 100000,
-      "How many transformer blocks, the last ones in execution order, stream through VRAM; "
-      "the others stay resident. auto: the fewest that fit BLOCKSWAP_VRAM_LIMIT." },
+      "How many transformer blocks stream through VRAM (which ones: "
+      "BLOCKSWAP_SWAP_PLACEMENT); the others stay resident. auto: the fewest that fit "
+      "BLOCKSWAP_VRAM_LIMIT.", NULL },
     { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "2", 1, 64,
       "How many swapped blocks may be in VRAM or being copied at once: the one computing "
-      "and the next ones, copied in while it computes." },
+      "and the next ones, copied in while it computes.", NULL },
     { "BLOCKSWAP_PAGER_THREAD", OPT_BOOL, OFF(pager_thread), "1", 0, 0,
       "1: a thread of blockswap's own evicts and prefetches swapped blocks, so that VMM "
       "calls stay off the application's launch path. 0: the launching thread does it "
-      "(deterministic, for tests and debugging; slower on a real GPU)." },
-    { "BLOCKSWAP_POLICY", OPT_POLICY, OFF(policy), "stream", 0, 0,
+      "(deterministic, for tests and debugging; slower on a real GPU).", NULL },
+    { "BLOCKSWAP_SWAP_PLACEMENT", OPT_CHOICE, OFF(placement), "spread", 0, 0,
+      "Which blocks BLOCKSWAP_BLOCKS_TO_SWAP streams. spread: k blocks evenly through the "
+      "stack (one in N/k), so copies run beside the resident blocks' compute too and are "
+      "hidden even when a block computes faster than it copies. last: the last k in "
+      "execution order. The VRAM needed is the same.", placement_names },
+    { "BLOCKSWAP_POLICY", OPT_CHOICE, OFF(policy), "stream", 0, 0,
       "stream: copy the next swapped blocks in while the current one computes, and copy "
       "back only what changed. sync: for comparison, what the Python block-swap nodes do "
-      "(synchronise, copy in, compute, copy everything back, block by block)." },
-    { "BLOCKSWAP_MEMINFO", OPT_MEMINFO, OFF(meminfo), "paged", 0, 0,
+      "(synchronise, copy in, compute, copy everything back, block by block).", policy_names },
+    { "BLOCKSWAP_MEMINFO", OPT_CHOICE, OFF(meminfo), "paged", 0, 0,
       "What cuMemGetInfo reports: paged (free = the VRAM limit's free part plus the host "
       "backing still available, so an application that loads only what fits loads it all "
-      "and lets blockswap page), limit (the VRAM limit only) or real (the driver's)." },
-    { "BLOCKSWAP_LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info", 0, 0,
-      "How much blockswap logs: error, warn, info or debug." },
+      "and lets blockswap page), limit (the VRAM limit only) or real (the driver's).", meminfo_names },
+    { "BLOCKSWAP_LOG_LEVEL", OPT_CHOICE, OFF(log_level), "info", 0, 0,
+      "How much blockswap logs: error, warn, info or debug.", level_names },
     { "BLOCKSWAP_LOG_FILE", OPT_PATH, OFF(log_file), "", 0, sizeof(((struct bs_config *)0)->log_file),
-      "Append log lines to this file (created 0600, symlinks refused) instead of stderr." },
+      "Append log lines to this file (created 0600, symlinks refused) instead of stderr.", NULL },
     { "BLOCKSWAP_TRACE", OPT_PATH, OFF(trace), "", 0, sizeof(((struct bs_config *)0)->trace),
       "Trace transfer and compute time per block and step, timed on the GPU: a path ending "
       "in .json gets a Chrome/Perfetto timeline, any other path a text log with one line per "
       "block per step; two paths separated by a comma give both. Files are created 0600 and "
-      "symlinks are refused. See docs/tracing.md." },
+      "symlinks are refused. See docs/tracing.md.", NULL },
     { "BLOCKSWAP_SCAN_LIMIT", OPT_SIZE, OFF(scan_limit), "32K", 0, 1u << 20,
-      "Kernel parameter bytes searched for device pointers per launch (CUDA allows 32764)." },
+      "Kernel parameter bytes searched for device pointers per launch (CUDA allows 32764).", NULL },
     { "BLOCKSWAP_CONTROL", OPT_BOOL, OFF(control), "1", 0, 0,
       "Serve blockswapctl (status, evict, trim, set blocks-to-swap) on a Unix socket only "
       "this user can reach: $XDG_RUNTIME_DIR/blockswap/<pid>.sock, or "
-      "/tmp/blockswap-<uid>/<pid>.sock. 0: no socket, no thread. See docs/control.md." },
+      "/tmp/blockswap-<uid>/<pid>.sock. 0: no socket, no thread. See docs/control.md.", NULL },
 };
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
-static const char *const meminfo_names[] = { "paged", "limit", "real" };
-static const char *const policy_names[] = { "stream", "sync" };
-
-static const char *type_name(enum opt_type t)
+/* A choice's names joined by sep. */
+static const char *join_choices(const struct opt *o, const char *sep, char *buf, size_t len)
 {
-    switch (t) {
+    size_t at = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; o->choices[i] && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? sep : "", o->choices[i]);
+    return buf;
+}
+
+/* "a|b|c" for a choice, else the kind of value. */
+static const char *type_name(const struct opt *o, char *buf, size_t len)
+{
+    switch (o->type) {
     case OPT_BOOL: return "bool";
-    case OPT_LEVEL: return "level";
+    case OPT_CHOICE: return join_choices(o, "|", buf, len);
     case OPT_PATH: return "path";
     case OPT_SIZE: return "size";
     case OPT_SIZE_AUTO: return "size or auto";
-    case OPT_MEMINFO: return "paged|limit|real";
     case OPT_COUNT: return "count";
-    case OPT_POLICY: return "stream|sync";
     case OPT_COUNT_AUTO: return "count or auto";
     }
     return "?";
@@ -155,15 +173,17 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
         snprintf(err, errlen, "accepted: 1, 0, true, false, yes, no, on, off");
         return -EINVAL;
     }
-    case OPT_LEVEL:
-        for (unsigned i = 0; i < BS_ARRAY_SIZE(level_names); i++) {
-            if (strcmp(value, level_names[i]) == 0) {
-                *(enum bs_log_level *)field = (enum bs_log_level)i;
+    case OPT_CHOICE: {
+        for (int i = 0; o->choices[i]; i++) {
+            if (strcmp(value, o->choices[i]) == 0) {
+                *(int *)field = i;
                 return 0;
             }
         }
-        snprintf(err, errlen, "accepted: error, warn, info, debug");
+        char names[80];
+        snprintf(err, errlen, "accepted: %s", join_choices(o, ", ", names, sizeof(names)));
         return -EINVAL;
+    }
     case OPT_COUNT_AUTO:
     case OPT_COUNT: {
         if (o->type == OPT_COUNT_AUTO && strcmp(value, "auto") == 0) {
@@ -183,24 +203,6 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
         *(uint64_t *)field = v;
         return 0;
     }
-    case OPT_POLICY:
-        for (unsigned i = 0; i < BS_ARRAY_SIZE(policy_names); i++) {
-            if (strcmp(value, policy_names[i]) == 0) {
-                *(int *)field = (int)i;
-                return 0;
-            }
-        }
-        snprintf(err, errlen, "accepted: stream, sync");
-        return -EINVAL;
-    case OPT_MEMINFO:
-        for (unsigned i = 0; i < BS_ARRAY_SIZE(meminfo_names); i++) {
-            if (strcmp(value, meminfo_names[i]) == 0) {
-                *(int *)field = (int)i;
-                return 0;
-            }
-        }
-        snprintf(err, errlen, "accepted: paged, limit, real");
-        return -EINVAL;
     case OPT_PATH: {
         size_t n = strlen(value);
         if (n >= o->max) {
@@ -295,7 +297,8 @@ void bs_config_print_help(int fd)
             format_size(o->max, hi, sizeof(hi));
             snprintf(range, sizeof(range), ", %s..%s", lo, hi);
         }
-        dprintf(fd, "%s (%s, default \"%s\"%s)\n    %s\n", o->name, type_name(o->type),
-                o->def, range, o->help);
+        char names[80];
+        dprintf(fd, "%s (%s, default \"%s\"%s)\n    %s\n", o->name,
+                type_name(o, names, sizeof(names)), o->def, range, o->help);
     }
 }

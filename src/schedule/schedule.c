@@ -1,11 +1,11 @@
 /* schedule/schedule.c: transformer stacks. Finds the blocks of each model, from what the
  * shim sees (weights: allocations filled from the host before any kernel used them, in
  * the order they were filled, whose sizes repeat with a period) or from the
- * application's tags; then applies BLOCKSWAP_BLOCKS_TO_SWAP and BLOCKSWAP_PREFETCH to
- * the stack in use: its first N-k blocks stay resident, the last k stream through a
- * window of d blocks. A stack not in use protects nothing, so a second model (WAN 2.2's
- * HIGH then LOW) takes the VRAM over by itself. Owns no memory operation: it drives
- * page/, under its lock. */
+ * application's tags; then applies BLOCKSWAP_BLOCKS_TO_SWAP, BLOCKSWAP_SWAP_PLACEMENT and
+ * BLOCKSWAP_PREFETCH to the stack in use: k of its N blocks (spread evenly, or the last
+ * k) stream through a window of d blocks, the others stay resident. A stack not in use
+ * protects nothing, so a second model (WAN 2.2's HIGH then LOW) takes the VRAM over by
+ * itself. Owns no memory operation: it drives page/, under its lock. */
 #define _GNU_SOURCE
 #include "bs.h"
 #include "blockswap.h"
@@ -24,7 +24,8 @@
 struct stack {
     struct managed **members; /* in load order; member->block says which block */
     int nmembers;
-    int nblocks, swap_start, window, current;
+    int nblocks, nswap, window, current; /* current: the block last entered, or -1 */
+    bool spread; /* swapped blocks spread evenly through the stack, else the last nswap */
     uint64_t block_max, outside;
 };
 
@@ -76,7 +77,7 @@ static struct { uint64_t blocks, swapped, block_bytes; } last_used;
 static void remember(const struct stack *st)
 {
     last_used.blocks = (uint64_t)st->nblocks;
-    last_used.swapped = (uint64_t)(st->nblocks - st->swap_start);
+    last_used.swapped = (uint64_t)st->nswap;
     last_used.block_bytes = st->block_max;
 }
 
@@ -132,13 +133,22 @@ static void choose_k(struct stack *st, const char *how, int per_block)
         bs_log(BS_LOG_WARN, "even with all %d blocks swapped the weights need %s of VRAM and "
                "the limit leaves %s: expect paging on demand; raise BLOCKSWAP_VRAM_LIMIT",
                n, mib(weights_need(st, k), a, sizeof(a)), mib(room, b, sizeof(b)));
-    st->swap_start = n - k;
+    st->nswap = k;
+    st->spread = bs_cfg.placement == BS_PLACEMENT_SPREAD;
     st->current = -1;
+    char which[48];
+    if (k == 0 || k == n)
+        snprintf(which, sizeof(which), "%s%d", k ? "all " : "", k);
+    else if (st->spread)
+        snprintf(which, sizeof(which), "%d spread evenly", k);
+    else
+        snprintf(which, sizeof(which), "the last %d", k);
     bs_log(BS_LOG_INFO, "%s %d blocks of up to %s (%d allocations each), %s outside them; "
-           "swapping the last %d (BLOCKSWAP_BLOCKS_TO_SWAP=%s), window %d: weights need %s "
-           "of VRAM", how, n, mib(st->block_max, a, sizeof(a)), per_block,
-           mib(st->outside, b, sizeof(b)), k,
-           bs_cfg.blocks_to_swap == BS_SIZE_AUTO ? "auto" : "set", st->window,
+           "swapping %s (BLOCKSWAP_BLOCKS_TO_SWAP=%s, BLOCKSWAP_SWAP_PLACEMENT=%s), window %d: "
+           "weights need %s of VRAM", how, n, mib(st->block_max, a, sizeof(a)), per_block,
+           mib(st->outside, b, sizeof(b)), which,
+           bs_cfg.blocks_to_swap == BS_SIZE_AUTO ? "auto" : "set", st->spread ? "spread" : "last",
+           st->window,
            mib(weights_need(st, k), e, sizeof(e)));
 }
 
@@ -259,14 +269,34 @@ static void build_from_tags(void)
     }
 }
 
+/* Spread: block b is swapped when the running share b*k/N passes a whole number within
+ * it, which spaces the k swapped blocks N/k apart and always swaps the last block. */
 static bool swapped(const struct stack *st, int b)
 {
-    return b >= st->swap_start && b < st->nblocks;
+    if (b < 0 || b >= st->nblocks || st->nswap <= 0)
+        return false;
+    if (!st->spread)
+        return b >= st->nblocks - st->nswap;
+    int64_t k = st->nswap, n = st->nblocks;
+    return (b + 1) * k / n != b * k / n;
 }
 
+/* The next swapped block after b, in execution order, wrapping to the next step. */
 static int next_swapped(const struct stack *st, int b)
 {
-    return b + 1 < st->nblocks ? b + 1 : st->swap_start;
+    for (int i = 1; i <= st->nblocks; i++) {
+        int j = (b + i) % st->nblocks;
+        if (swapped(st, j))
+            return j;
+    }
+    return b;
+}
+
+/* The window: the swapped block computing (or, while a resident block computes, the
+ * next swapped one) and the ones after it, d in all. */
+static int window_start(const struct stack *st)
+{
+    return swapped(st, st->current) ? st->current : next_swapped(st, st->current);
 }
 
 static bool in_window(const struct stack *st, int b)
@@ -275,7 +305,7 @@ static bool in_window(const struct stack *st, int b)
         return false;
     if (bs_cfg.policy == BS_POLICY_SYNC)
         return b == st->current;
-    for (int i = 0, w = st->current; i < st->window; i++, w = next_swapped(st, w))
+    for (int i = 0, w = window_start(st); i < st->window; i++, w = next_swapped(st, w))
         if (w == b)
             return true;
     return false;
@@ -303,33 +333,61 @@ static CUresult fill_and_wait(struct managed *m)
     return r;
 }
 
+/* Does block b have a member in VRAM? */
+static bool block_in_vram(const struct stack *st, int b)
+{
+    for (int i = 0; i < st->nmembers; i++)
+        if (st->members[i]->block == b && st->members[i]->state == RES_DEVICE)
+            return true;
+    return false;
+}
+
+/* How many of the window's d blocks may be brought in now: a swapped block behind the
+ * window still in VRAM (its eviction waits for its kernels, or is under way) holds a
+ * slot, so that no more than d swapped blocks are ever in VRAM at once. */
+static int window_room(const struct stack *st)
+{
+    int held = 0;
+    for (int j = 0; j < st->nblocks; j++)
+        if (swapped(st, j) && !in_window(st, j) && block_in_vram(st, j))
+            held++;
+    return st->window - held;
+}
+
 static void catch_up(struct stack *st)
 {
-    for (int j = st->swap_start; j < st->nblocks; j++)
-        if (!in_window(st, j))
+    for (int j = 0; j < st->nblocks; j++)
+        if (swapped(st, j) && !in_window(st, j))
             for_members(st, j, bs_page_evict_locked);
 }
 
-/* A swapped block starts computing: blocks behind the window go (their work is
- * issued and is all that eviction waits for), the ones ahead are copied in now. */
+/* Block b starts computing: swapped blocks behind the window go (their work is issued
+ * and is all that eviction waits for), the ones ahead are copied in now. */
 static void enter(struct stack *st, int b)
 {
     if (b == st->current)
         return;
+    bool resident = !swapped(st, b);
+    /* Moving on at a resident block means waiting for the swapped block before it to
+     * finish: the pager thread's work, never the launching thread's. */
+    if (resident && !bs_cfg.pager_thread)
+        return;
     st->current = b;
-    if (bs_cfg.policy == BS_POLICY_SYNC) {
+    if (bs_cfg.policy == BS_POLICY_SYNC) { /* entered for swapped blocks only */
         /* Device-wide synchronisation, copy back, copy in, block by block. */
         bs_drv.cuCtxSynchronize();
-        for (int j = st->swap_start; j < st->nblocks; j++)
-            if (j != b)
+        for (int j = 0; j < st->nblocks; j++)
+            if (j != b && swapped(st, j))
                 for_members(st, j, evict_with_copy);
         for_members(st, b, fill_and_wait);
         return;
     }
-    if (bs_page_pager_kick())
-        return; /* the pager thread does the rest; see bs_sched_window_work */
+    if (bs_page_pager_kick() || resident)
+        return; /* the pager thread does the rest (see bs_sched_window_work), or at a
+                 * resident block, already has it to do or will at the next swapped one */
     catch_up(st);
-    for (int i = 0, w = b; i < st->window; i++, w = next_swapped(st, w))
+    for (int i = 0, w = window_start(st), room = window_room(st); i < room;
+         i++, w = next_swapped(st, w))
         for_members(st, w, bs_page_prefetch_locked);
 }
 
@@ -359,10 +417,11 @@ void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **
     if (active < 0 || stacks[active].current < 0)
         return;
     struct stack *st = &stacks[active];
-    for (int j = st->swap_start; j < st->nblocks; j++)
-        if (!in_window(st, j))
+    for (int j = 0; j < st->nblocks; j++)
+        if (swapped(st, j) && !in_window(st, j))
             collect(st, j, true, evict, nevict, max);
-    for (int i = 0, w = st->current; i < st->window; i++, w = next_swapped(st, w))
+    for (int i = 0, w = window_start(st), room = window_room(st); i < room;
+         i++, w = next_swapped(st, w))
         collect(st, w, false, fetch, nfetch, max);
 }
 
@@ -386,8 +445,12 @@ void bs_sched_use(struct managed *m)
     active = m->stack;
     if (m->block >= 0)
         ctl_see_block(m);
-    if (m->block >= 0 && swapped(&stacks[active], m->block))
-        enter(&stacks[active], m->block);
+    /* Entering a resident block moves the window on too: the swapped block before it
+     * has all its work issued, so its slot goes to the next one a block earlier. */
+    struct stack *st = &stacks[active];
+    if (m->block >= 0 && st->nswap &&
+        (swapped(st, m->block) || bs_cfg.policy == BS_POLICY_STREAM))
+        enter(st, m->block);
 }
 
 bool bs_sched_protected(const struct managed *m)
@@ -549,7 +612,7 @@ size_t bs_sched_ctl_json(char *buf, size_t cap)
         bs_buf_add(&b, "%s{\"active\":%s,\"blocks\":%d,\"blocks_swapped\":%d,\"window\":%d,"
                "\"block_bytes\":%llu,\"outside_bytes\":%llu,\"current\":%d,\"per_block\":[",
                s ? "," : "", s == active ? "true" : "false", st->nblocks,
-               st->nblocks - st->swap_start, st->window, (unsigned long long)st->block_max,
+               st->nswap, st->window, (unsigned long long)st->block_max,
                (unsigned long long)st->outside, st->current);
         for (int j = 0; j < st->nblocks; j++)
             bs_buf_add(&b, "%s{\"block\":%d,\"swapped\":%s,\"resident\":%s,\"bytes\":%llu,"

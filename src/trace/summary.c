@@ -63,9 +63,10 @@ void bs_summary_log(void)
     if (blockswap_get_stats(&st) < 0 || !st.vram_limit)
         return;
     if (st.blocks)
-        bs_log(BS_LOG_INFO, "summary: %llu blocks of %s found, the last %llu swapped",
+        bs_log(BS_LOG_INFO, "summary: %llu blocks of %s found, %llu swapped (%s)",
                (unsigned long long)st.blocks, size_str(st.block_bytes, a, sizeof(a)),
-               (unsigned long long)st.blocks_swapped);
+               (unsigned long long)st.blocks_swapped,
+               bs_cfg.placement == BS_PLACEMENT_LAST ? "the last ones" : "spread evenly");
     else
         bs_log(BS_LOG_INFO, "summary: no block structure found: managed memory was paged "
                "on demand");

@@ -16,7 +16,8 @@ BLOCKSWAP_VRAM_LIMIT = min(N, N - k + prefetch) paged blocks + the rest (unmanag
 
 usage: bench-blocks.py [PROG SIM_DIR SHIM] [--build DIR] [--quick] [--emulate-k-with-limit]
                        [--ratios 0.5,1,3] [--ks 0,10,20,30,40] [--policies default,sync]
-                       [--steps 4] [--prefetch 2] [--gbps 25] [--async] [--jobs N]
+                       [--steps 4] [--prefetch 2] [--placement spread|last] [--gbps 25]
+                       [--async] [--jobs N]
                        [--json FILE|-] [--keep DIR] [-- PROGRAM ARGS...]
 All times are virtual (the simulator's timeline), not wall-clock."""
 import argparse, concurrent.futures, json, os, re, shutil, subprocess, sys, tempfile, time
@@ -37,6 +38,8 @@ def parse_args():
     ap.add_argument("--policies", default="default,sync")
     ap.add_argument("--steps", type=int, default=None, help="steps per run (default 4; step 0 excluded)")
     ap.add_argument("--prefetch", type=int, default=2, help="BLOCKSWAP_PREFETCH (default 2)")
+    ap.add_argument("--placement", default=None, choices=["spread", "last"],
+                    help="BLOCKSWAP_SWAP_PLACEMENT (default: the shim's, spread)")
     ap.add_argument("--gbps", type=float, default=25.0, help="CUDASIM_PCIE_GBPS (default 25)")
     ap.add_argument("--vram", default="16G", help="CUDASIM_VRAM (default 16G, must hold the model)")
     ap.add_argument("--async", dest="async_", action="store_true", help="weights by cuMemAllocAsync")
@@ -115,6 +118,8 @@ def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, tmp):
     else:
         env["BLOCKSWAP_BLOCKS_TO_SWAP"] = str(k)
         env["BLOCKSWAP_PREFETCH"] = str(a.prefetch)
+        if a.placement:
+            env["BLOCKSWAP_SWAP_PLACEMENT"] = a.placement
     if policy != "default":
         env["BLOCKSWAP_POLICY"] = policy
     cmd = [prog, "--ratio", repr(ratio), "--steps", str(a.steps), "--gbps", repr(a.gbps)]
@@ -227,6 +232,7 @@ def main():
     mode = ("emulated k: BLOCKSWAP_VRAM_LIMIT = min(N, N-k+%d) paged blocks + rest" % a.prefetch
             if a.emulate_k_with_limit else
             "BLOCKSWAP_BLOCKS_TO_SWAP=k, BLOCKSWAP_PREFETCH=%d" % a.prefetch)
+    mode += ", BLOCKSWAP_SWAP_PLACEMENT=%s" % (a.placement or "default (spread)")
     print("bench-blocks: WAN-shaped stack, simulated driver, VIRTUAL time (not wall-clock)")
     print("  %d blocks, d=%d f=%d, %d-byte elements, %d tensors/block (%d matrices); block %.2f MiB "
           "(%.2f MiB paged in 2 MiB pages, %.2f MiB managed), rest %.2f MiB unmanaged"
@@ -271,6 +277,7 @@ def main():
     if a.json:
         out = dict(mode="emulate-k-with-limit" if a.emulate_k_with_limit else "blocks-to-swap",
                    time="virtual", driver="simulated", gbps=a.gbps, steps=a.steps, prefetch=a.prefetch,
+                   placement=a.placement or "default",
                    sizes=S, wall_s=wall, ignored_variables=ignored, problems=problems,
                    runs=[dict({x: r[x] for x in ("ratio", "k", "policy", "limit", "checksum", "steps", "report")},
                               **r["m"]) for _, r in sorted(results.items())])

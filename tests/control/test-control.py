@@ -206,9 +206,10 @@ def scenario_commands(a, xdg):
         bl = blocks_of(st)
         check(bl and bl["blocks"] == 8 and len(bl["per_block"]) == 8 and
               bl["blocks_swapped"] == 4 and bl["window"] == 2, "the active stack")
-        check(all(b["resident"] and not b["swapped"] for b in bl["per_block"][:4]),
-              "blocks 0-3 are kept resident")
-        check(all(b["swapped"] for b in bl["per_block"][4:]), "blocks 4-7 are swapped")
+        # BLOCKSWAP_SWAP_PLACEMENT=spread (the default): one block in two.
+        check(all(b["resident"] and not b["swapped"] for b in bl["per_block"][0::2]),
+              "blocks 0, 2, 4, 6 are kept resident")
+        check(all(b["swapped"] for b in bl["per_block"][1::2]), "blocks 1, 3, 5, 7 are swapped")
         check(st["vram"]["resident"] > 0 and st["host"]["backing"] > 0, "memory in use")
 
         # trim: resident memory that stays resident gives its host copy up.
@@ -248,10 +249,10 @@ def scenario_commands(a, xdg):
         _, st5, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
         bl = blocks_of(st5)
         check(st5["blocks_swapped"] == 6 and st5["blocks_to_swap_pending"] is None and
-              [b["swapped"] for b in bl["per_block"]] == [False] * 2 + [True] * 6,
-              "status: blocks 2-7 swapped")
+              [b["swapped"] for b in bl["per_block"]] == ([False] + [True] * 3) * 2,
+              "status: 6 swapped, spread: all but blocks 0 and 4")
         check(re.search(r"blockswapctl set blocks-to-swap, from this step: 8 blocks .*"
-                        r"swapping the last 6", p.stderr()), "the log says so")
+                        r"swapping 6 spread evenly", p.stderr()), "the log says so")
 
         # A k that does not fit gets the nearest that does, with choose_k's warning.
         ctl(a, "--pid", str(p.pid), "set", "blocks-to-swap", "1", xdg=xdg)
