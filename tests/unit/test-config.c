@@ -48,6 +48,12 @@ static void bad_values_are_named_with_what_is_accepted(void)
     bs_config_defaults(&c);
     CHECK(bs_config_set(&c, "BLOCKSWAP_LOG_LEVEL", "loud", err, sizeof(err)) == -EINVAL);
     CHECK(strstr(err, "error, warn, info, debug") != NULL);
+    CHECK(c.placement == BS_PLACEMENT_SPREAD);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_SWAP_PLACEMENT", "middle", err, sizeof(err)) == -EINVAL);
+    CHECK(strstr(err, "accepted: spread, last") != NULL && c.placement == BS_PLACEMENT_SPREAD);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_SWAP_PLACEMENT", "last", err, sizeof(err)) == 0 &&
+          c.placement == BS_PLACEMENT_LAST);
+    c.placement = BS_PLACEMENT_SPREAD;
     CHECK(bs_config_set(&c, "BLOCKSWAP_DISABLE", "2", err, sizeof(err)) == -EINVAL);
     CHECK(bs_config_set(&c, "BLOCKSWAP_SCAN_LIMIT", "2M", err, sizeof(err)) == -EINVAL);
     CHECK(strstr(err, "0 to 1M") != NULL);
