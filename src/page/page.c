@@ -259,6 +259,7 @@ static bool resident_add(struct managed *m)
         other_peak = resident_unloaded + unmanaged_bytes;
     if (resident_bytes + unmanaged_bytes > peak_used)
         peak_used = resident_bytes + unmanaged_bytes;
+    bs_sched_charge(m, 1);
     return true;
 }
 
@@ -271,6 +272,7 @@ static void resident_del(struct managed *m)
     resident_bytes -= m->padded;
     if (!m->loaded)
         resident_unloaded -= m->padded;
+    bs_sched_charge(m, -1);
 }
 
 /* Everything that used m completed and, if dirty, its contents are back in host

@@ -73,6 +73,9 @@ void bs_sched_use(struct managed *m);
 bool bs_sched_protected(const struct managed *m);
 /* True when m belongs to a swapped block. */
 bool bs_sched_swapped_member(const struct managed *m);
+/* m joined (+1) or left (-1) the resident set: keeps its block's count of members
+ * holding VRAM, which the window's slots are counted from. */
+void bs_sched_charge(const struct managed *m, int delta);
 /* Evicts, on this thread, the swapped blocks behind the window. */
 void bs_sched_catch_up(void);
 void bs_sched_forget(struct managed *m);

@@ -27,6 +27,10 @@ struct stack {
     int nblocks, nswap, window, current; /* current: the block last entered, or -1 */
     bool spread; /* swapped blocks spread evenly through the stack, else the last nswap */
     uint64_t block_max, outside;
+    /* Per block: members[lo..hi) holds all its members (among members of other blocks
+     * or none only where the load order interleaved them), and how many of them hold
+     * VRAM (in page/'s resident set: mapped, being filled, or being evicted). */
+    int *lo, *hi, *charged;
 };
 
 static struct managed **order; /* weights, in the order they were loaded */
@@ -89,6 +93,7 @@ static void stack_free(int i)
     for (int j = 0; j < st->nmembers; j++)
         st->members[j]->block = st->members[j]->stack = -1;
     free(st->members);
+    free(st->lo);
     stacks[i] = stacks[--nstacks];
     for (int j = 0; j < stacks[i].nmembers && i < nstacks; j++)
         stacks[i].members[j]->stack = i;
@@ -161,19 +166,36 @@ static struct stack *stack_new(struct managed **v, int n, int nblocks)
     struct stack *st = &stacks[nstacks];
     memset(st, 0, sizeof(*st));
     st->members = malloc((size_t)n * sizeof(*st->members));
-    if (!st->members)
+    st->lo = malloc((size_t)nblocks * 3 * sizeof(*st->lo)); /* lo, hi and charged */
+    if (!st->members || !st->lo) {
+        free(st->members);
+        free(st->lo);
+        for (int i = 0; i < n; i++)
+            v[i]->block = -1;
         return NULL;
+    }
+    st->hi = st->lo + nblocks;
+    st->charged = st->hi + nblocks;
+    for (int j = 0; j < nblocks; j++)
+        st->lo[j] = n, st->hi[j] = 0, st->charged[j] = 0;
     memcpy(st->members, v, (size_t)n * sizeof(*v));
     st->nmembers = n;
     st->nblocks = nblocks;
     st->current = -1;
     uint64_t *bytes = calloc((size_t)nblocks, sizeof(*bytes));
     for (int i = 0; i < n; i++) {
+        int b = v[i]->block;
         v[i]->stack = nstacks;
-        if (v[i]->block >= 0 && bytes)
-            bytes[v[i]->block] += v[i]->padded;
-        else if (v[i]->block < 0)
+        if (b < 0) {
             st->outside += v[i]->padded;
+            continue;
+        }
+        if (bytes)
+            bytes[b] += v[i]->padded;
+        if (i < st->lo[b])
+            st->lo[b] = i;
+        st->hi[b] = i + 1;
+        st->charged[b] += v[i]->resident_index >= 0;
     }
     for (int j = 0; j < nblocks && bytes; j++)
         if (bytes[j] > st->block_max)
@@ -313,7 +335,7 @@ static bool in_window(const struct stack *st, int b)
 
 static void for_members(struct stack *st, int b, CUresult (*op)(struct managed *))
 {
-    for (int i = 0; i < st->nmembers; i++)
+    for (int i = st->lo[b]; i < st->hi[b]; i++)
         if (st->members[i]->block == b)
             op(st->members[i]);
 }
@@ -333,31 +355,43 @@ static CUresult fill_and_wait(struct managed *m)
     return r;
 }
 
-/* Does block b have a member in VRAM? */
-static bool block_in_vram(const struct stack *st, int b)
-{
-    for (int i = 0; i < st->nmembers; i++)
-        if (st->members[i]->block == b && st->members[i]->state == RES_DEVICE)
-            return true;
-    return false;
-}
-
-/* How many of the window's d blocks may be brought in now: a swapped block behind the
- * window still in VRAM (its eviction waits for its kernels, or is under way) holds a
- * slot, so that no more than d swapped blocks are ever in VRAM at once. */
-static int window_room(const struct stack *st)
+/* Swapped blocks holding VRAM. A block anywhere, in the window or not, holds a slot
+ * from the moment page/ charges its first member (a fill under way) until its last is
+ * released (its eviction waits for its kernels, or is under way); the window fills
+ * only free slots, so no more than d swapped blocks ever hold VRAM at once, even when
+ * the application goes back to an earlier block between steps (a LoRA patch). */
+static int slots_held(const struct stack *st)
 {
     int held = 0;
     for (int j = 0; j < st->nblocks; j++)
-        if (swapped(st, j) && !in_window(st, j) && block_in_vram(st, j))
-            held++;
-    return st->window - held;
+        held += st->charged[j] > 0 && swapped(st, j);
+    return held;
+}
+
+/* Calls fill(st, w) for each block of the window that may be brought in now, in the
+ * order they run: those already holding a slot (to complete them), and others while
+ * slots are free. */
+static void window_fill(struct stack *st, void (*fill)(struct stack *, int, void *), void *arg)
+{
+    int held = slots_held(st);
+    for (int i = 0, w = window_start(st); i < st->window; i++, w = next_swapped(st, w)) {
+        if (st->charged[w] > 0)
+            fill(st, w, arg);
+        else if (held < st->window)
+            held++, fill(st, w, arg);
+    }
+}
+
+static void prefetch_block(struct stack *st, int b, void *arg)
+{
+    (void)arg;
+    for_members(st, b, bs_page_prefetch_locked);
 }
 
 static void catch_up(struct stack *st)
 {
     for (int j = 0; j < st->nblocks; j++)
-        if (swapped(st, j) && !in_window(st, j))
+        if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
             for_members(st, j, bs_page_evict_locked);
 }
 
@@ -386,9 +420,7 @@ static void enter(struct stack *st, int b)
         return; /* the pager thread does the rest (see bs_sched_window_work), or at a
                  * resident block, already has it to do or will at the next swapped one */
     catch_up(st);
-    for (int i = 0, w = window_start(st), room = window_room(st); i < room;
-         i++, w = next_swapped(st, w))
-        for_members(st, w, bs_page_prefetch_locked);
+    window_fill(st, prefetch_block, NULL);
 }
 
 void bs_sched_catch_up(void)
@@ -402,12 +434,18 @@ bool bs_sched_swapped_member(const struct managed *m)
     return m->stack >= 0 && m->stack == active && swapped(&stacks[m->stack], m->block);
 }
 
-static void collect(struct stack *st, int b, bool resident, struct managed **out, int *n,
-                    int max)
+struct work { struct managed **list; int *n, max; };
+
+static void collect(struct stack *st, int b, bool resident, struct work *w)
 {
-    for (int i = 0; i < st->nmembers && *n < max; i++)
+    for (int i = st->lo[b]; i < st->hi[b] && *w->n < w->max; i++)
         if (st->members[i]->block == b && (st->members[i]->state == RES_DEVICE) == resident)
-            out[(*n)++] = st->members[i];
+            w->list[(*w->n)++] = st->members[i];
+}
+
+static void collect_absent(struct stack *st, int b, void *arg)
+{
+    collect(st, b, false, arg);
 }
 
 void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **fetch,
@@ -417,12 +455,17 @@ void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **
     if (active < 0 || stacks[active].current < 0)
         return;
     struct stack *st = &stacks[active];
+    struct work ev = { evict, nevict, max }, fe = { fetch, nfetch, max };
     for (int j = 0; j < st->nblocks; j++)
-        if (swapped(st, j) && !in_window(st, j))
-            collect(st, j, true, evict, nevict, max);
-    for (int i = 0, w = window_start(st), room = window_room(st); i < room;
-         i++, w = next_swapped(st, w))
-        collect(st, w, false, fetch, nfetch, max);
+        if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
+            collect(st, j, true, &ev);
+    window_fill(st, collect_absent, &fe);
+}
+
+void bs_sched_charge(const struct managed *m, int delta)
+{
+    if (m->stack >= 0 && m->block >= 0)
+        stacks[m->stack].charged[m->block] += delta;
 }
 
 void bs_sched_loaded(struct managed *m)
