@@ -144,6 +144,8 @@ extern struct bs_real_table bs_real;
     X(cuMemHostAlloc, PFN_cuMemHostAlloc_v2020)                                \
     X(cuMemFreeHost, PFN_cuMemFreeHost_v2000)                                  \
     X(cuStreamCreate, PFN_cuStreamCreate_v2000)                                \
+    X(cuStreamCreateWithPriority, PFN_cuStreamCreateWithPriority_v5050)        \
+    X(cuCtxGetStreamPriorityRange, PFN_cuCtxGetStreamPriorityRange_v5050)      \
     X(cuEventCreate, PFN_cuEventCreate_v2000)                                  \
     X(cuEventDestroy_v2, PFN_cuEventDestroy_v4000)                             \
     X(cuEventRecord, PFN_cuEventRecord_v2000)                                  \

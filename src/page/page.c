@@ -151,7 +151,15 @@ static CUresult setup_locked(void)
     if ((r = bs_drv.cuMemGetAllocationGranularity(&granularity, &prop,
                                                   CU_MEM_ALLOC_GRANULARITY_RECOMMENDED)) != CUDA_SUCCESS)
         return r;
-    /* A failure here is retried at the next call: keep what was already made. */
+    /* A failure here is retried at the next call: keep what was already made. The
+     * D2H stream runs the eviction fingerprints, one thread block each: at the greatest
+     * priority the GPU dispatches it ahead of the application's waiting thread blocks,
+     * so an eviction does not wait for the kernels issued after its block's. */
+    int least = 0, greatest = 0;
+    if (!d2h && (bs_drv.cuCtxGetStreamPriorityRange(&least, &greatest) != CUDA_SUCCESS ||
+                 bs_drv.cuStreamCreateWithPriority(&d2h, CU_STREAM_NON_BLOCKING,
+                                                   greatest) != CUDA_SUCCESS))
+        d2h = NULL;
     if ((!h2d && (r = bs_drv.cuStreamCreate(&h2d, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS) ||
         (!d2h && (r = bs_drv.cuStreamCreate(&d2h, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS))
         return r;
@@ -275,16 +283,16 @@ static void resident_del(struct managed *m)
     bs_sched_charge(m, -1);
 }
 
-/* Everything that used m completed and, if dirty, its contents are back in host
- * backing; then its VRAM goes. Host waits on events of m's own streams only. */
-/* Makes the shim's D2H stream wait for all work that used m: events recorded now on
- * each of its streams (a wait takes the event as recorded at that moment, so the
- * scratch events can be reused at once). */
-static CUresult queue_user_waits(struct managed *m)
+/* Makes the shim's D2H stream wait for the work issued so far on the stream slots in
+ * mask: events recorded now on each (a wait takes the event as recorded at that
+ * moment, so the scratch events can be reused at once). A per-thread default stream
+ * cannot be recorded on from another thread: its owner's event after its last
+ * operation stands for it. */
+static CUresult queue_stream_waits(uint64_t mask)
 {
     CUresult r = CUDA_SUCCESS;
     for (int i = 0, e = 1; i < nslots && r == CUDA_SUCCESS; i++) {
-        if (!(m->streams_used >> i & 1))
+        if (!(mask >> i & 1))
             continue;
         if (slots[i].per_thread) {
             r = bs_drv.cuStreamWaitEvent(d2h, slots[i].last, 0);
@@ -295,6 +303,15 @@ static CUresult queue_user_waits(struct managed *m)
             r = bs_drv.cuStreamWaitEvent(d2h, scratch[e], 0);
         e++;
     }
+    return r;
+}
+
+/* Makes the D2H stream wait for all work that used m, before anything that evicts it:
+ * the waits its fence queued when the window left its block, or, without one (or used
+ * since), the work issued on its streams until now. */
+static CUresult queue_user_waits(struct managed *m)
+{
+    CUresult r = m->fenced ? CUDA_SUCCESS : queue_stream_waits(m->streams_used);
     if (r == CUDA_SUCCESS && m->ready_pending)
         r = bs_drv.cuStreamWaitEvent(d2h, m->ready, 0);
     if (r != CUDA_SUCCESS) /* a stream the application destroyed: wait for everything */
@@ -343,6 +360,7 @@ static CUresult evict(struct managed *m)
     m->fp_in = m->fp_due = false;
     m->ready_pending = false;
     m->streams_used = 0;
+    m->fenced = false;
     resident_del(m);
     bs_stat_add(BS_STAT_EVICTIONS, 1);
     return CUDA_SUCCESS;
@@ -512,6 +530,7 @@ static CUresult start_fill(struct managed *m, bool capturing)
 static void note_use(struct managed *m, int slot, bool write)
 {
     m->used = true;
+    m->fenced = false;
     if (slot >= 0 && !slots[slot].capturing)
         m->streams_used |= 1ull << slot;
     if (write) {
@@ -531,6 +550,17 @@ CUresult bs_page_prefetch_locked(struct managed *m)
     if (m->state == RES_DEVICE || m->busy)
         return CUDA_SUCCESS;
     return make_resident(m, &m, 1, false);
+}
+
+void bs_page_fence_locked(struct managed *m, uint64_t *queued)
+{
+    if (m->state != RES_DEVICE || m->busy || m->fenced || !d2h)
+        return;
+    uint64_t todo = m->streams_used & ~*queued;
+    if (todo && queue_stream_waits(todo) != CUDA_SUCCESS)
+        return; /* its eviction queues the waits itself */
+    *queued |= todo;
+    m->fenced = true;
 }
 
 CUresult bs_page_evict_locked(struct managed *m)
@@ -675,6 +705,7 @@ static int pager_evict(struct managed **list, int n)
             m->state = m->host_valid ? RES_HOST : RES_EMPTY;
             m->dirty = m->fp_in = m->fp_due = m->ready_pending = false;
             m->streams_used = 0;
+            m->fenced = false;
             resident_del(m);
             bs_stat_add(BS_STAT_EVICTIONS, 1);
             evicted++;
@@ -685,8 +716,9 @@ static int pager_evict(struct managed **list, int n)
     return evicted;
 }
 
-/* Maps and fills list[0..n) ahead of use: the VMM calls with the lock released. */
-static void pager_fetch(struct managed **list, int n)
+/* Maps and fills list[0..n) ahead of use: the VMM calls with the lock released.
+ * Returns whether it released the lock. */
+static bool pager_fetch(struct managed **list, int n)
 {
     int k = 0;
     for (int i = 0; i < n; i++) {
@@ -701,7 +733,7 @@ static void pager_fetch(struct managed **list, int n)
     }
     n = k;
     if (!n)
-        return;
+        return false;
     pthread_mutex_unlock(&lock);
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];
@@ -724,6 +756,7 @@ static void pager_fetch(struct managed **list, int n)
     }
     bs_trace_in_batch(false);
     pthread_cond_broadcast(&page_cv);
+    return true;
 }
 
 static void *pager_main(void *arg)
@@ -738,19 +771,19 @@ static void *pager_main(void *arg)
         while (!pager_pending || stopping)
             pthread_cond_wait(&pager_cv, &lock);
         pager_pending = false;
-        int ne = 0, nf = 0, r;
+        int ne, nf;
         pager_round = true;
-        /* An eviction releases the lock, and meanwhile the window may move or what was
-         * to be fetched may be freed: look again while evictions make progress, and
-         * once more for the fetch list after one that made none. */
-        bs_sched_window_work(evict_list, &ne, fetch_list, &nf, PAGER_BATCH);
-        while ((r = pager_evict(evict_list, ne)) >= 0) {
-            int ignored;
-            bs_sched_window_work(evict_list, r ? &ne : &ignored, fetch_list, &nf, PAGER_BATCH);
-            if (!r)
+        /* Fills first, into the slots free now, then evictions, whose waits for the
+         * blocks behind the window overlap the copies just issued; a slot they free
+         * is filled in the next turn. Both release the lock, meanwhile the window may
+         * move or what the lists hold may be freed: look again after each. */
+        for (;;) {
+            bs_sched_window_work(evict_list, &ne, fetch_list, &nf, PAGER_BATCH);
+            if (pager_fetch(fetch_list, nf))
+                bs_sched_window_work(evict_list, &ne, fetch_list, &nf, PAGER_BATCH);
+            if (pager_evict(evict_list, ne) <= 0)
                 break;
         }
-        pager_fetch(fetch_list, nf);
         pager_round = false;
         pthread_cond_broadcast(&page_cv); /* also wakes those waiting for it to be idle */
     }
@@ -773,10 +806,11 @@ bool bs_page_pager_kick(void)
 {
     if (stopping || !bs_cfg.pager_thread)
         return false;
-    /* The pager has not even started on the last window change: it is behind, so this
-     * thread does the work itself, keeping VRAM within what the window promises. */
+    /* The pager has not started on the last window change yet: it looks at the window
+     * when it does. A launch that cannot wait for it pages in on demand (the late path
+     * of bs_page_begin), within the window's slots. */
     if (pager_pending)
-        return false;
+        return true;
     if (!pager_started) {
         pthread_t t;
         pthread_attr_t attr;

@@ -33,6 +33,9 @@ struct managed {
     /* The pager thread works on it outside the lock: everyone else waits (page_cv). */
     bool busy;
     bool fp_check, wb;
+    /* The D2H stream already waits for the work that used it (queued when the window
+     * left its block); a later use clears it. */
+    bool fenced;
     CUevent done;    /* the pager's eviction progress */
     struct managed *hash_next;
 };
@@ -42,6 +45,11 @@ struct managed {
 CUresult bs_page_prefetch_locked(struct managed *m);
 /* Releases m's VRAM after the work that used it; writes back what may have changed. */
 CUresult bs_page_evict_locked(struct managed *m);
+/* Queues, on the D2H stream, the waits for the work that used m so far, for an
+ * eviction that comes later (the pager's): it then waits for that work only, not for
+ * what the application issued after it. Streams in *queued were queued already in this
+ * round and are skipped; the ones queued now are added. */
+void bs_page_fence_locked(struct managed *m, uint64_t *queued);
 uint64_t bs_page_limit_locked(void);
 /* VRAM in use by what is not in a block: unmanaged, and managed outside blocks. */
 uint64_t bs_page_other_peak_locked(void);
@@ -62,8 +70,9 @@ void bs_fp_reset(void);
 bool bs_page_pager_kick(void);
 
 /* ---- schedule/schedule.c ---- */
-/* The pager's work: resident members of swapped blocks outside the window (to evict)
- * and absent members of the window (to prefetch), in the order they are needed. */
+/* The pager's work: the resident members of one swapped block behind the window, the
+ * one left longest ago (to evict), and the absent members of the window's blocks that
+ * have a slot (to prefetch), in the order they are needed. */
 void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **fetch,
                           int *nfetch, int max);
 void bs_sched_loaded(struct managed *m);

@@ -395,6 +395,19 @@ static void catch_up(struct stack *st)
             for_members(st, j, bs_page_evict_locked);
 }
 
+/* The swapped blocks the window just left: their work is all issued, and nothing after
+ * it is theirs. The D2H stream is told now to wait for exactly that work, so their
+ * eviction, which the pager does later, does not wait for the blocks issued since. */
+static void fence_behind(struct stack *st)
+{
+    uint64_t queued = 0;
+    for (int j = 0; j < st->nblocks; j++)
+        if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
+            for (int i = st->lo[j]; i < st->hi[j]; i++)
+                if (st->members[i]->block == j)
+                    bs_page_fence_locked(st->members[i], &queued);
+}
+
 /* Block b starts computing: swapped blocks behind the window go (their work is issued
  * and is all that eviction waits for), the ones ahead are copied in now. */
 static void enter(struct stack *st, int b)
@@ -416,6 +429,7 @@ static void enter(struct stack *st, int b)
         for_members(st, b, fill_and_wait);
         return;
     }
+    fence_behind(st);
     if (bs_page_pager_kick() || resident)
         return; /* the pager thread does the rest (see bs_sched_window_work), or at a
                  * resident block, already has it to do or will at the next swapped one */
@@ -436,16 +450,12 @@ bool bs_sched_swapped_member(const struct managed *m)
 
 struct work { struct managed **list; int *n, max; };
 
-static void collect(struct stack *st, int b, bool resident, struct work *w)
-{
-    for (int i = st->lo[b]; i < st->hi[b] && *w->n < w->max; i++)
-        if (st->members[i]->block == b && (st->members[i]->state == RES_DEVICE) == resident)
-            w->list[(*w->n)++] = st->members[i];
-}
-
 static void collect_absent(struct stack *st, int b, void *arg)
 {
-    collect(st, b, false, arg);
+    struct work *w = arg;
+    for (int i = st->lo[b]; i < st->hi[b] && *w->n < w->max; i++)
+        if (st->members[i]->block == b && st->members[i]->state != RES_DEVICE)
+            w->list[(*w->n)++] = st->members[i];
 }
 
 void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **fetch,
@@ -455,10 +465,18 @@ void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **
     if (active < 0 || stacks[active].current < 0)
         return;
     struct stack *st = &stacks[active];
-    struct work ev = { evict, nevict, max }, fe = { fetch, nfetch, max };
-    for (int j = 0; j < st->nblocks; j++)
+    struct work fe = { fetch, nfetch, max };
+    /* One block to evict at a time, the one left longest ago (the first after the
+     * window, going round): its slot is filled before the pager waits for the next. */
+    for (int i = 1; i <= st->nblocks && !*nevict; i++) {
+        int j = (st->current + i) % st->nblocks;
         if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
-            collect(st, j, true, &ev);
+            for (int x = st->lo[j]; x < st->hi[j] && *nevict < max; x++) {
+                struct managed *m = st->members[x];
+                if (m->block == j && m->state == RES_DEVICE && !m->busy && !m->pinned)
+                    evict[(*nevict)++] = m;
+            }
+    }
     window_fill(st, collect_absent, &fe);
 }
 

@@ -94,6 +94,7 @@ static void write_report(void)
     uint64_t end = G.host_ns;
     for (int e = 0; e < SIM_ENG_COUNT; e++)
         end = SIM_MAX(end, G.eng[e].free_at);
+    end = SIM_MAX(end, G.prio_free_at);
     for (uint32_t i = 0; i < G.nagents; i++)
         end = SIM_MAX(end, G.agents[i].last_end);
 #define U(name, v) fprintf(f, "  \"%s\": %llu,\n", name, (unsigned long long)(v))
@@ -110,6 +111,7 @@ static void write_report(void)
     U("virtual_time_ns", end);
     U("host_time_ns", G.host_ns);
     U("compute_busy_ns", G.eng[SIM_ENG_COMPUTE].busy_ns);
+    U("compute_priority_busy_ns", G.prio_busy_ns);
     U("h2d_busy_ns", G.eng[SIM_ENG_H2D].busy_ns);
     U("d2h_busy_ns", G.eng[SIM_ENG_D2H].busy_ns);
     U("kernels", G.kernels);

@@ -174,6 +174,7 @@ struct cudasim_state {
     /* timeline.c */
     uint64_t host_ns;
     struct sim_engine eng[SIM_ENG_COUNT];
+    uint64_t prio_free_at, prio_busy_ns; /* kernels of streams of raised priority */
     struct sim_agent *agents;
     uint32_t nagents, capagents;
     uint64_t op_seq;

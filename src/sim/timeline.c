@@ -167,7 +167,14 @@ uint64_t cudasim_tl_order(struct sim_stream *s, enum sim_engine_id eng, uint64_t
     uint64_t t = SIM_MAX(G.host_ns, me->last_end);
     t = SIM_MAX(t, join_implicit(s));
     cudasim_vc_set(&me->vc, s->agent, cudasim_vc_get(&me->vc, s->agent) + 1);
-    if (eng != SIM_ENG_NONE) {
+    if (eng == SIM_ENG_COMPUTE && s->priority < 0) {
+        /* A GPU dispatches the thread blocks of a stream of higher priority ahead of
+         * the ones waiting: such kernels have a lane of their own, in issue order, and
+         * do not queue behind (or delay) the default-priority ones. */
+        t = SIM_MAX(t, G.prio_free_at);
+        G.prio_free_at = t + dur;
+        G.prio_busy_ns += dur;
+    } else if (eng != SIM_ENG_NONE) {
         /* One queue per engine, served in issue order. */
         t = SIM_MAX(t, G.eng[eng].free_at);
         G.eng[eng].free_at = t + dur;
@@ -214,6 +221,7 @@ void cudasim_host_wait_all(void)
     }
     for (int e = 0; e < SIM_ENG_COUNT; e++)
         G.host_ns = SIM_MAX(G.host_ns, G.eng[e].free_at);
+    G.host_ns = SIM_MAX(G.host_ns, G.prio_free_at);
 }
 
 static bool stream_pending(struct sim_stream *s)

@@ -62,6 +62,11 @@ CUresult bs_page_evict_locked(struct managed *m)
     return CUDA_SUCCESS;
 }
 
+void bs_page_fence_locked(struct managed *m, uint64_t *queued)
+{
+    (void)m, (void)queued;
+}
+
 uint64_t bs_page_limit_locked(void) { return 1ull << 40; }
 uint64_t bs_page_other_peak_locked(void) { return 0; }
 
