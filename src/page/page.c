@@ -45,7 +45,7 @@ static int pager_waiting;
 
 static bool ready;            /* shim resources created in the application's context */
 static CUcontext ctx;
-static CUstream h2d, d2h;     /* the shim's own streams */
+static CUstream h2d, d2h, fps; /* the shim's own streams: copies in, evictions, fingerprints */
 static CUevent scratch[MAX_STREAMS + 2];
 static size_t granularity;
 static CUmemAllocationProp prop;
@@ -156,12 +156,16 @@ static CUresult setup_locked(void)
      * priority the GPU dispatches it ahead of the application's waiting thread blocks,
      * so an eviction does not wait for the kernels issued after its block's. */
     int least = 0, greatest = 0;
-    if (!d2h && (bs_drv.cuCtxGetStreamPriorityRange(&least, &greatest) != CUDA_SUCCESS ||
-                 bs_drv.cuStreamCreateWithPriority(&d2h, CU_STREAM_NON_BLOCKING,
-                                                   greatest) != CUDA_SUCCESS))
+    bool ranked = bs_drv.cuCtxGetStreamPriorityRange(&least, &greatest) == CUDA_SUCCESS;
+    if (!d2h && (!ranked || bs_drv.cuStreamCreateWithPriority(&d2h, CU_STREAM_NON_BLOCKING,
+                                                              greatest) != CUDA_SUCCESS))
         d2h = NULL;
+    if (!fps && (!ranked || bs_drv.cuStreamCreateWithPriority(&fps, CU_STREAM_NON_BLOCKING,
+                                                              greatest) != CUDA_SUCCESS))
+        fps = NULL;
     if ((!h2d && (r = bs_drv.cuStreamCreate(&h2d, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS) ||
-        (!d2h && (r = bs_drv.cuStreamCreate(&d2h, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS))
+        (!d2h && (r = bs_drv.cuStreamCreate(&d2h, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS) ||
+        (!fps && (r = bs_drv.cuStreamCreate(&fps, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS))
         return r;
     for (unsigned i = 0; i < BS_ARRAY_SIZE(scratch); i++)
         if (!scratch[i] &&
@@ -357,7 +361,7 @@ static CUresult evict(struct managed *m)
     m->host_valid = m->host_valid || copy;
     m->state = m->host_valid ? RES_HOST : RES_EMPTY;
     m->dirty = false;
-    m->fp_in = m->fp_due = false;
+    m->fp_in = false;
     m->ready_pending = false;
     m->streams_used = 0;
     m->fenced = false;
@@ -497,6 +501,26 @@ static CUresult map_phys(struct managed *m)
 }
 
 /* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
+/* The page-in fingerprint, which eviction compares with to skip copying back a weight
+ * that no kernel changed: on the fingerprint stream, after the copy; m->ready then
+ * marks both, so the first user waits for the fingerprint too, and when the copy ran
+ * ahead of compute, so did the fingerprint and nobody waits. Never on a user's
+ * stream: one thread block reading a whole weight would hold up its compute. */
+static bool fingerprint_in(struct managed *m)
+{
+    if (m->fp_slot < 0)
+        m->fp_slot = bs_fp_slot_get();
+    if (m->fp_slot < 0 || bs_drv.cuStreamWaitEvent(fps, m->ready, 0) != CUDA_SUCCESS ||
+        bs_fp_launch(m->fp_slot, 0, m->va, m->size, fps) != CUDA_SUCCESS)
+        return false;
+    if (bs_drv.cuEventRecord(m->ready, fps) != CUDA_SUCCESS) {
+        /* Users would not wait for the fingerprint, nor eviction for its reads. */
+        bs_drv.cuCtxSynchronize();
+        return false;
+    }
+    return true;
+}
+
 static CUresult start_fill(struct managed *m, bool capturing)
 {
     CUresult r;
@@ -507,12 +531,13 @@ static CUresult start_fill(struct managed *m, bool capturing)
         if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, h2d)) != CUDA_SUCCESS)
             return r;
         bs_trace_in_end(m, h2d);
-        m->fp_due = true; /* fingerprinted by its first user, see bs_page_begin */
         /* The copy is queued: from here on, failing would leave it writing into memory
          * the caller releases. Without its event, wait for it here instead. */
         m->ready_pending = bs_drv.cuEventRecord(m->ready, h2d) == CUDA_SUCCESS;
         if (!m->ready_pending && (r = bs_drv.cuCtxSynchronize()) != CUDA_SUCCESS)
             return r;
+        /* A graph captures what it replays; a weight filled for one is never evicted. */
+        m->fp_in = m->ready_pending && !capturing && fingerprint_in(m);
         /* A capturing stream cannot wait on an event from outside the capture. */
         if (capturing && m->ready_pending) {
             if ((r = wait_event(m->ready)) != CUDA_SUCCESS)
@@ -703,7 +728,7 @@ static int pager_evict(struct managed **list, int n)
             m->phys = 0;
             m->host_valid = m->host_valid || m->wb;
             m->state = m->host_valid ? RES_HOST : RES_EMPTY;
-            m->dirty = m->fp_in = m->fp_due = m->ready_pending = false;
+            m->dirty = m->fp_in = m->ready_pending = false;
             m->streams_used = 0;
             m->fenced = false;
             resident_del(m);
@@ -956,16 +981,6 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
         bs_trace_launch_ready(); /* what follows on s is the block's compute */
     for (int i = 0; i < nm; i++) {
         struct managed *m = ms[i];
-        /* The page-in fingerprint runs on the first user's stream, after the copy and
-         * before the user's work: a kernel that waits for a copy on its own stream
-         * then holds up nobody else's work, on any GPU or scheduler model. */
-        if (m->fp_due && !capturing) {
-            m->fp_due = false;
-            if (m->fp_slot < 0)
-                m->fp_slot = bs_fp_slot_get();
-            m->fp_in = m->fp_slot >= 0 &&
-                       bs_fp_launch(m->fp_slot, 0, m->va, m->size, s) == CUDA_SUCCESS;
-        }
         if (capturing)
             m->pinned = true; /* a graph may replay it at any time: stays resident */
         note_use(m, slot, writes[i]);
@@ -1300,7 +1315,7 @@ void bs_page_reset(void)
     nbusy = 0;
     pager_started = pager_pending = pager_round = stopping = false; /* threads do not survive fork */
     ready = false;
-    h2d = d2h = NULL; /* the parent's: setup_locked makes the child's own */
+    h2d = d2h = fps = NULL; /* the parent's: setup_locked makes the child's own */
     memset(scratch, 0, sizeof(scratch));
     memset(table, 0, sizeof(table));
     nresident = nslots = 0;
@@ -1389,7 +1404,7 @@ int bs_page_ctl_trim(struct bs_ctl_trim *out)
                 m->dirty = true;
             m->host_valid = false;
             /* The fingerprint would say "unchanged" and skip the copy that is now due. */
-            m->fp_in = m->fp_due = false;
+            m->fp_in = false;
         }
     }
 out:

@@ -29,7 +29,6 @@ struct managed {
     /* page/fingerprint.c: */
     int fp_slot;     /* -1 none */
     bool fp_in;      /* the slot holds the fingerprint taken at page-in from host backing */
-    bool fp_due;     /* paged in from host backing, not fingerprinted yet */
     /* The pager thread works on it outside the lock: everyone else waits (page_cv). */
     bool busy;
     bool fp_check, wb;

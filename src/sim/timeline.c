@@ -169,10 +169,10 @@ uint64_t cudasim_tl_order(struct sim_stream *s, enum sim_engine_id eng, uint64_t
     cudasim_vc_set(&me->vc, s->agent, cudasim_vc_get(&me->vc, s->agent) + 1);
     if (eng == SIM_ENG_COMPUTE && s->priority < 0) {
         /* A GPU dispatches the thread blocks of a stream of higher priority ahead of
-         * the ones waiting: such kernels have a lane of their own, in issue order, and
-         * do not queue behind (or delay) the default-priority ones. */
-        t = SIM_MAX(t, G.prio_free_at);
-        G.prio_free_at = t + dur;
+         * the ones waiting, on SMs the others leave free: such kernels start when their
+         * stream and events allow, and neither queue behind the default-priority ones
+         * nor delay them. */
+        G.prio_free_at = SIM_MAX(G.prio_free_at, t + dur);
         G.prio_busy_ns += dur;
     } else if (eng != SIM_ENG_NONE) {
         /* One queue per engine, served in issue order. */
