@@ -500,7 +500,6 @@ static CUresult map_phys(struct managed *m)
     return r;
 }
 
-/* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
 /* The page-in fingerprint, which eviction compares with to skip copying back a weight
  * that no kernel changed: on the fingerprint stream, after the copy; m->ready then
  * marks both, so the first user waits for the fingerprint too, and when the copy ran
@@ -521,6 +520,7 @@ static bool fingerprint_in(struct managed *m)
     return true;
 }
 
+/* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
 static CUresult start_fill(struct managed *m, bool capturing)
 {
     CUresult r;
