@@ -305,6 +305,9 @@ CUresult bs_page_dtoh(void *dst, uint64_t src, size_t n, CUstream s, unsigned fl
 CUresult bs_page_charge(uint64_t bytes, const char *what);
 void bs_page_uncharge(uint64_t bytes);
 void bs_page_capture(CUstream s, unsigned flags, bool on);
+/* The application destroys s: later evictions wait for its queued work, its slot is
+ * freed for another stream. */
+void bs_page_stream_gone(CUstream s);
 int bs_page_is_resident(uint64_t addr);
 int bs_page_pin(uint64_t addr, bool pin);
 int bs_page_tag(uint64_t addr, int block);

@@ -399,6 +399,15 @@ CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode mo
     return r;
 }
 
+/* Before the driver forgets s: it completes the work still queued on s all the same. */
+CUresult CUDAAPI cuStreamDestroy_v2(CUstream s)
+{
+    HOOK_BEGIN(cuStreamDestroy_v2);
+    if (tracking())
+        bs_page_stream_gone(s);
+    return real(s);
+}
+
 CUresult CUDAAPI cuStreamEndCapture(CUstream s, CUgraph *graph)
 {
     HOOK_BEGIN(cuStreamEndCapture);

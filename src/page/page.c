@@ -29,6 +29,7 @@ struct stream_slot {
     pthread_t owner;  /* per_thread only */
     bool per_thread;
     bool capturing;
+    bool gone;        /* destroyed by the application: free for another stream */
     CUevent last;     /* per_thread only */
 };
 
@@ -103,12 +104,17 @@ static int slot_of(CUstream s)
 {
     bool pt = s == CU_STREAM_PER_THREAD;
     pthread_t self = pthread_self();
-    for (int i = 0; i < nslots; i++)
-        if (slots[i].s == s && (!pt || pthread_equal(slots[i].owner, self)))
+    int free_slot = -1;
+    for (int i = 0; i < nslots; i++) {
+        if (slots[i].gone)
+            free_slot = free_slot < 0 ? i : free_slot;
+        else if (slots[i].s == s && (!pt || pthread_equal(slots[i].owner, self)))
             return i;
-    if (nslots == MAX_STREAMS)
+    }
+    if (free_slot < 0 && nslots == MAX_STREAMS)
         return -1;
-    struct stream_slot *sl = &slots[nslots];
+    int i = free_slot >= 0 ? free_slot : nslots;
+    struct stream_slot *sl = &slots[i];
     memset(sl, 0, sizeof(*sl));
     sl->s = s;
     if (pt) {
@@ -117,7 +123,9 @@ static int slot_of(CUstream s)
         sl->per_thread = true;
         sl->owner = self;
     }
-    return nslots++;
+    if (i == nslots)
+        nslots++;
+    return i;
 }
 
 /* The per-thread slot whose event bs_page_end records after the operation. */
@@ -1201,6 +1209,30 @@ void bs_page_capture(CUstream s, unsigned flags, bool on)
     int slot = slot_of(norm_stream(s, flags));
     if (slot >= 0)
         slots[slot].capturing = on;
+    pthread_mutex_unlock(&lock);
+}
+
+/* The D2H stream waits for the work still queued on s (the driver completes it after
+ * the destroy), so every eviction queued later follows it; the allocations that used s
+ * forget its slot, which a new stream may take. Otherwise an eviction would record on a
+ * dead handle and synchronise the whole context instead, a new stream given the same
+ * handle would pass for s, and once 64 streams had come and gone, what a new one used
+ * would be pinned. */
+void bs_page_stream_gone(CUstream s)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < nslots; i++) {
+        if (slots[i].gone || slots[i].per_thread || slots[i].s != s)
+            continue;
+        if (d2h && (bs_drv.cuEventRecord(scratch[1], s) != CUDA_SUCCESS ||
+                    bs_drv.cuStreamWaitEvent(d2h, scratch[1], 0) != CUDA_SUCCESS))
+            bs_drv.cuCtxSynchronize(); /* s is not what the application said it was */
+        uint64_t keep = ~(1ull << i);
+        for (unsigned h = 0; h < BS_ARRAY_SIZE(table); h++)
+            for (struct managed *m = table[h]; m; m = m->hash_next)
+                m->streams_used &= keep;
+        slots[i].gone = true;
+    }
     pthread_mutex_unlock(&lock);
 }
 

@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--shim-env", action="append", default=[])
     ap.add_argument("--max-peak", type=int)
     ap.add_argument("--max-d2h", type=int, help="fail when the simulator's d2h_bytes exceed this")
+    ap.add_argument("--max-calls", action="append", default=[],
+                    help="NAME=N: fail when the simulator counted more than N calls of NAME")
     ap.add_argument("--expect-stderr", action="append", default=[])
     ap.add_argument("--forbid-stderr", action="append", default=[])
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -53,7 +55,8 @@ def main():
     ok = True
 
     p, rep = run(cmd, a.shim, shim_env,
-                 a.report or a.max_peak is not None or a.max_d2h is not None)
+                 a.report or a.max_peak is not None or a.max_d2h is not None or
+                 bool(a.max_calls))
     sys.stdout.write(p.stdout)
     sys.stderr.write(p.stderr)
     if p.returncode != 0:
@@ -85,6 +88,14 @@ def main():
             ok = False
         else:
             print(f"d2h_bytes {d2h} <= {a.max_d2h}")
+    for spec in a.max_calls:
+        name, most = spec.split("=", 1)
+        got = (rep or {}).get("calls", {}).get(name, 0)
+        if got > int(most):
+            print(f"FAIL: {got} calls of {name}, at most {most} expected", file=sys.stderr)
+            ok = False
+        else:
+            print(f"{got} calls of {name} <= {most}")
     if a.compare:
         q, _ = run(cmd, None, env_extra, False)
         if q.returncode != 0 or q.stdout != p.stdout:
