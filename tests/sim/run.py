@@ -34,6 +34,13 @@ def run(cmd, shim, env_extra, report):
     return p, data
 
 
+def name_count(spec):
+    name, sep, most = spec.partition("=")
+    if not name or not sep or not most.isdigit():
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected NAME=N, e.g. cuCtxSynchronize=1")
+    return name, int(most)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim", required=True)
@@ -43,7 +50,7 @@ def main():
     ap.add_argument("--shim-env", action="append", default=[])
     ap.add_argument("--max-peak", type=int)
     ap.add_argument("--max-d2h", type=int, help="fail when the simulator's d2h_bytes exceed this")
-    ap.add_argument("--max-calls", action="append", default=[],
+    ap.add_argument("--max-calls", action="append", default=[], type=name_count,
                     help="NAME=N: fail when the simulator counted more than N calls of NAME")
     ap.add_argument("--expect-stderr", action="append", default=[])
     ap.add_argument("--forbid-stderr", action="append", default=[])
@@ -88,10 +95,9 @@ def main():
             ok = False
         else:
             print(f"d2h_bytes {d2h} <= {a.max_d2h}")
-    for spec in a.max_calls:
-        name, most = spec.split("=", 1)
+    for name, most in a.max_calls:
         got = (rep or {}).get("calls", {}).get(name, 0)
-        if got > int(most):
+        if got > most:
             print(f"FAIL: {got} calls of {name}, at most {most} expected", file=sys.stderr)
             ok = False
         else:
