@@ -7,7 +7,7 @@
 #include "bs.h"
 #include "page/page.h"
 
-#include "bs_kernels_ptx.h"
+#include "bs_fingerprint_ptx.h"
 
 #include <stdlib.h>
 
@@ -23,7 +23,7 @@ static bool usable;
 bool bs_fp_setup(void)
 {
     CUresult r;
-    if ((r = bs_drv.cuModuleLoadData(&mod, bs_kernels_ptx)) != CUDA_SUCCESS ||
+    if ((r = bs_drv.cuModuleLoadData(&mod, bs_fingerprint_ptx)) != CUDA_SUCCESS ||
         (r = bs_drv.cuModuleGetFunction(&fn, mod, "bs_fingerprint_u64")) != CUDA_SUCCESS ||
         (r = bs_real.cuMemAlloc_v2(&dev, BS_FP_DEVICE_BYTES)) != CUDA_SUCCESS ||
         (r = bs_drv.cuMemHostAlloc((void **)&host, BS_FP_DEVICE_BYTES, 0)) != CUDA_SUCCESS) {

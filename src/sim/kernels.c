@@ -1,5 +1,6 @@
-/* The built-in kernels (the C twins of src/kernels/bs_kernels.cu), modules that make
- * them available by scanning images for `.entry NAME`, parameter layout and
+/* The built-in kernels (the C twins of tests/kernels/bs_kernels.cu, the test kernels,
+ * and of src/kernels/bs_fingerprint.cu, the one libblockswap.so loads itself), modules
+ * that make them available by scanning images for `.entry NAME`, parameter layout and
  * packing (kernelParams or the `extra` buffer), and kernel launches. */
 #define _GNU_SOURCE /* memmem */
 #include "sim.h"
@@ -307,7 +308,7 @@ static void tmap_run(const unsigned char *a)
 #define U64 P(8, 8)
 #define F32 P(4, 4)
 
-/* Parameter lists in the order and with the sizes of bs_kernels.cu; offsets follow
+/* Parameter lists in the order and with the sizes of the .cu files; offsets follow
  * from natural alignment (cudasim_kernel_param_offset), which is how the planners
  * above read them. */
 static const struct sim_kernel kernels[] = {
