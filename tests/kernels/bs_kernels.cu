@@ -1,8 +1,9 @@
 /* The built-in test kernels as real CUDA C, for the tests and benchmarks only: never
- * linked into libblockswap.so. The simulated driver (src/sim/kernels.c) implements
- * the same names with the same parameter lists and the same arithmetic, so a test
- * gets identical results on the simulator and on a GPU (tanhf aside, see
- * docs/simulator.md). Regenerate bs_kernels_ptx.h with scripts/gen-kernels-ptx.
+ * linked into libblockswap.so (tests/unit/check-product-kernels.py fails if one is).
+ * The simulated driver (src/sim/kernels.c) implements the same names with the same
+ * parameter lists and the same arithmetic, so a test gets identical results on the
+ * simulator and on a GPU (tanhf aside, see docs/simulator.md). Regenerate
+ * bs_kernels_ptx.h with scripts/gen-kernels-ptx.
  *
  * Every kernel uses grid-stride loops, so any launch geometry computes the whole
  * result; the simulator ignores geometry. */
