@@ -51,6 +51,13 @@ struct bs_buf {
 };
 void bs_buf_add(struct bs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void bs_log_set_level(enum bs_log_level level);
+/* The one size formatter of log lines: "12.3 MiB", or "12.3 GiB" from 10 GiB up. */
+#define BS_SIZE_STR_LEN 32
+const char *bs_size_str(uint64_t bytes, char *buf, size_t len);
+static inline uint64_t bs_round_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) / a * a;
+}
 /* pre: path is NUL-terminated. Returns 0 or -errno; on failure logging stays on stderr. */
 int bs_log_open(const char *path);
 void bs_log_reset_after_fork(void);
@@ -280,28 +287,49 @@ int64_t bs_stat_get(enum bs_stat s);
 void bs_stats_reset(void);
 void bs_stats_log_summary(void);
 
-/* ---- page/page.c: residency of managed allocations ---- */
+/* ---- page/: residency of managed allocations (ops.c, alloc.c, admin.c) ---- */
 struct blockswap_stats;
 #define BS_PAGE_PTSZ 1u           /* a _ptsz/_ptds entry point: stream 0 is per-thread */
 #define BS_PAGE_STREAM_ORDERED 4u /* a stream-ordered free */
 #define BS_PAGE_BASES 8u          /* the addresses are allocation bases (a launch set) */
-/* Returned by bs_page_htod/dtoh/free when the shim has nothing to do: call the driver. */
+/* Returned by the entry points below when page/ has nothing to do: call the driver
+ * (and then the matching _end, where there is one). */
 #define BS_PAGE_NOT_HANDLED ((CUresult)0x7ffffff0)
 
 bool bs_page_managed_any(void);
-CUresult bs_page_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s);
-CUresult bs_page_free(uint64_t ptr, CUstream s, unsigned flags);
+/* An allocation of size bytes: page/ makes it (managed) and returns the result, or
+ * charges it and returns BS_PAGE_NOT_HANDLED: the driver allocates, then
+ * bs_page_alloc_end records it (or gives the charge back). */
+CUresult bs_page_alloc_begin(CUdeviceptr *dptr, size_t size, int api, CUstream s);
+void bs_page_alloc_end(CUresult r, const CUdeviceptr *dptr, size_t size, int api, CUstream s);
+CUresult bs_page_alloc_pitch_begin(CUdeviceptr *dptr, size_t *pitch, size_t width,
+                                   size_t height, unsigned elem);
+void bs_page_alloc_pitch_end(CUresult r, const CUdeviceptr *dptr, const size_t *pitch,
+                             size_t width, size_t height);
+/* A free: page/ frees a managed allocation itself (after the work that used it);
+ * otherwise BS_PAGE_NOT_HANDLED, the record set aside in *f until bs_page_free_end. */
+struct bs_page_free {
+    bool had;
+    struct bs_alloc_rec rec;
+};
+CUresult bs_page_free_begin(uint64_t ptr, CUstream s, unsigned flags, struct bs_page_free *f);
+void bs_page_free_end(CUresult r, const struct bs_page_free *f);
+/* The application's own VMM mappings: charged while mapped. */
+CUresult bs_page_map_begin(size_t size);
+void bs_page_map_end(CUresult r, uint64_t ptr, size_t size);
+void bs_page_unmap_begin(uint64_t ptr, size_t size);
 /* Makes the managed allocations containing addrs resident for work on stream s;
  * bit i of write_mask says the work may write addrs[i] (entries past 63 count as
  * written). On CUDA_SUCCESS the page lock is held: issue the work, then bs_page_end(). */
 CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstream s,
                        unsigned flags);
 void bs_page_end(void);
-/* The page lock, for trace/ at exit. */
-void bs_page_lock(void);
-void bs_page_unlock(void);
+/* Host copies into and out of a managed allocation that is not resident, served by its
+ * host backing; BS_PAGE_NOT_HANDLED when it is not managed or is resident. */
 CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsigned flags);
 CUresult bs_page_dtoh(void *dst, uint64_t src, size_t n, CUstream s, unsigned flags);
+/* A unified address that is host memory (cuMemcpy's sides). */
+bool bs_page_is_host(uint64_t p);
 CUresult bs_page_charge(uint64_t bytes, const char *what);
 void bs_page_uncharge(uint64_t bytes);
 void bs_page_capture(CUstream s, unsigned flags, bool on);
@@ -335,7 +363,8 @@ int bs_page_ctl_trim(struct bs_ctl_trim *out);
 int bs_page_ctl_set_blocks_to_swap(uint64_t k);
 /* JSON of the block stacks ("stacks":[...]) into buf; returns the length it needs. */
 size_t bs_page_ctl_blocks_json(char *buf, size_t cap);
-/* Starts the control thread once, when enabled; cheap after the first call. */
+/* Starts the control thread once, when enabled, at the first managed allocation;
+ * cheap after the first call. */
 void bs_control_start(void);
 void bs_control_reset_after_fork(void);
 /* Parses one request and writes one JSON line (with '\n') to resp. Never touches a

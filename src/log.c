@@ -113,3 +113,12 @@ void bs_buf_add(struct bs_buf *b, const char *fmt, ...)
     if (n > 0)
         b->len += (size_t)n;
 }
+
+const char *bs_size_str(uint64_t bytes, char *buf, size_t len)
+{
+    if (bytes >= (10ull << 30))
+        snprintf(buf, len, "%.1f GiB", bytes / 1073741824.0);
+    else
+        snprintf(buf, len, "%.1f MiB", bytes / 1048576.0);
+    return buf;
+}

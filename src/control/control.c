@@ -33,12 +33,6 @@ static char dir_path[SUN_PATH_MAX], sock_name[32];
 
 /* ---- the protocol: no socket here (bs_control_handle_request is the fuzzing target) ---- */
 
-static const char *mib(uint64_t b, char *buf, size_t len)
-{
-    snprintf(buf, len, "%.1f MiB", b / 1048576.0);
-    return buf;
-}
-
 /* Ends the answer with "}\n"; an answer that does not fit becomes a short error. */
 static int finish(struct bs_buf *o)
 {
@@ -117,8 +111,8 @@ static int do_evict(struct bs_buf *o)
     char a[32], b[32];
     bs_page_ctl_evict(&e);
     bs_log(BS_LOG_INFO, "blockswapctl evict: %llu allocations (%s) moved out of VRAM, %llu "
-           "pinned (%s) stay", (unsigned long long)e.evicted, mib(e.evicted_bytes, a, sizeof(a)),
-           (unsigned long long)e.pinned, mib(e.pinned_bytes, b, sizeof(b)));
+           "pinned (%s) stay", (unsigned long long)e.evicted, bs_size_str(e.evicted_bytes, a, sizeof(a)),
+           (unsigned long long)e.pinned, bs_size_str(e.pinned_bytes, b, sizeof(b)));
     struct blockswap_stats st;
     memset(&st, 0, sizeof(st));
     blockswap_get_stats(&st);
@@ -142,8 +136,8 @@ static int do_trim(struct bs_buf *o)
     char a[32], b[32];
     bs_page_ctl_trim(&t);
     bs_log(BS_LOG_INFO, "blockswapctl trim: %s of host backing freed, %s kept (swapped "
-           "blocks, models not in use)", mib(t.freed_bytes, a, sizeof(a)),
-           mib(t.kept_bytes, b, sizeof(b)));
+           "blocks, models not in use)", bs_size_str(t.freed_bytes, a, sizeof(a)),
+           bs_size_str(t.kept_bytes, b, sizeof(b)));
     struct blockswap_stats st;
     memset(&st, 0, sizeof(st));
     blockswap_get_stats(&st);
@@ -161,8 +155,9 @@ static int do_set(struct bs_buf *o, const char *name, const char *value)
     if (strcmp(name, "blocks-to-swap") != 0)
         return error_reply(o, "unknown setting; known: blocks-to-swap");
     /* The same strict parsing and range as BLOCKSWAP_BLOCKS_TO_SWAP. */
-    struct bs_config tmp = bs_cfg;
+    struct bs_config tmp;
     char err[160];
+    bs_config_defaults(&tmp);
     if (bs_config_set(&tmp, "BLOCKSWAP_BLOCKS_TO_SWAP", value, err, sizeof(err)) < 0)
         return error_reply(o, "bad value for blocks-to-swap; accepted: auto or a whole "
                               "number from 0 to 100000");

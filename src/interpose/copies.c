@@ -103,26 +103,15 @@ DTOD_SYNC(cuMemcpyDtoD_v2_ptds, PTSZ)
 DTOD_ASYNC(cuMemcpyDtoDAsync_v2, 0)
 DTOD_ASYNC(cuMemcpyDtoDAsync_v2_ptsz, PTSZ)
 
-/* cuMemcpy(Async) take unified addresses: a side the driver does not know as device
- * memory is host memory, and a host side allows the host-backing path. */
-static bool is_host(uint64_t p)
-{
-    uint64_t base;
-    CUmemorytype type = 0;
-    if (!p || bs_alloc_map_lookup(p, &base))
-        return false;
-    return !bs_drv.cuPointerGetAttribute ||
-           bs_drv.cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, p) != CUDA_SUCCESS ||
-           type == CU_MEMORYTYPE_HOST;
-}
-
+/* cuMemcpy(Async) take unified addresses: a host side allows the host-backing path
+ * (bs_page_is_host). */
 #define UNIFIED_SYNC(name, flags)                                              \
     CUresult CUDAAPI name(CUdeviceptr dst, CUdeviceptr src, size_t n)          \
     {                                                                          \
         HOOK_BEGIN(name);                                                      \
-        if (paging() && is_host(src))                                          \
+        if (paging() && bs_page_is_host(src))                                          \
             PAGED_HTOD(dst, (const void *)src, n, NULL, flags, real(dst, src, n)); \
-        if (paging() && is_host(dst))                                          \
+        if (paging() && bs_page_is_host(dst))                                          \
             PAGED_DTOH((void *)dst, src, n, NULL, flags, real(dst, src, n));   \
         uint64_t a[2] = { dst, src };                                          \
         PAGED_ACCESS(a, 1, NULL, flags, real(dst, src, n));                    \
@@ -131,9 +120,9 @@ static bool is_host(uint64_t p)
     CUresult CUDAAPI name(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) \
     {                                                                          \
         HOOK_BEGIN(name);                                                      \
-        if (paging() && is_host(src))                                          \
+        if (paging() && bs_page_is_host(src))                                          \
             PAGED_HTOD(dst, (const void *)src, n, s, flags, real(dst, src, n, s)); \
-        if (paging() && is_host(dst))                                          \
+        if (paging() && bs_page_is_host(dst))                                          \
             PAGED_DTOH((void *)dst, src, n, s, flags, real(dst, src, n, s));   \
         uint64_t a[2] = { dst, src };                                          \
         PAGED_ACCESS(a, 1, s, flags, real(dst, src, n, s));                    \

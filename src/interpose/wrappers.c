@@ -1,6 +1,6 @@
 /* interpose/wrappers.c: the hand-written hooks of hooks.def. Each one is a thin
- * forward: count, call the real driver, and report what happened to track/.
- * Nothing here decides policy; pass-through is checked first. */
+ * forward: count, check pass-through, and around the real driver call tell page/ (which
+ * decides what is managed, charged and made resident) or track/ what happened. */
 #define _GNU_SOURCE
 #include "interpose/hook.h"
 #include "blockswap.h"
@@ -30,104 +30,38 @@ CUresult CUDAAPI cuGetProcAddress_v2(const char *symbol, void **pfn, int version
     return r;
 }
 
-/* ---- allocations ---- */
+/* ---- allocations: page/ says what is managed and how the rest is charged ---- */
 
-/* Large device allocations are managed by page/; the rest are charged against the
- * VRAM limit before the driver is asked, and tracked. */
-static bool manage(const CUdeviceptr *dptr, size_t size)
+/* A managed allocation is the first thing for blockswapctl to control. */
+static CUresult alloc_done(CUresult r, CUdeviceptr *dptr, size_t size, int api, CUstream s)
 {
-    /* tracking() first: it runs initialisation, which reads the configuration.
-     * Without parameter layouts launches cannot be followed: nothing is paged. */
-    return dptr && size && tracking() && size >= bs_cfg.min_bytes &&
-           (bs_drv.cuFuncGetParamInfo || bs_drv.cuKernelGetParamInfo);
-}
-
-static CUresult managed_alloc(CUdeviceptr *dptr, size_t size, int api, CUstream s)
-{
-    CUresult r = bs_page_alloc(dptr, size, api, s);
-    if (r == CUDA_SUCCESS)
-        bs_stat_add(BS_STAT_ALLOCS, 1);
+    bs_page_alloc_end(r, dptr, size, api, s);
     return r;
 }
-
-static CUresult charge(size_t size)
-{
-    return tracking() ? bs_page_charge(size, "an unmanaged allocation") : CUDA_SUCCESS;
-}
-
-static void track_alloc(CUresult r, const CUdeviceptr *dptr, size_t size, int api,
-                        CUstream stream)
-{
-    if (!tracking())
-        return;
-    if (r != CUDA_SUCCESS || !dptr || !*dptr) {
-        bs_page_uncharge(size);
-        return;
-    }
-    struct bs_alloc_rec rec = {
-        .base = *dptr, .size = size, .stream = (uint64_t)(uintptr_t)stream, .api = api,
-    };
-    if (bs_alloc_map_insert(&rec) == 0)
-        bs_stat_add(BS_STAT_ALLOCS, 1);
-}
-
-/* A free forgets the record before the driver gets the address back: once it
- * has, another thread's allocation may return the same address. A failed free
- * puts the record back. */
-struct untracked {
-    bool had;
-    struct bs_alloc_rec rec;
-};
-
-static struct untracked untrack(CUdeviceptr ptr)
-{
-    struct untracked u = { false, { 0 } };
-    if (ptr && tracking())
-        u.had = bs_alloc_map_remove(ptr, &u.rec) == 0;
-    return u;
-}
-
-static void untrack_done(CUresult r, const struct untracked *u)
-{
-    if (!u->had)
-        return;
-    if (r == CUDA_SUCCESS) {
-        bs_stat_add(BS_STAT_FREES, 1);
-        bs_page_uncharge(u->rec.size);
-    } else {
-        bs_alloc_map_insert(&u->rec);
-    }
-}
-
-/* Managed frees are done by page/ (after the work that used the memory); other
- * pointers, including ones never allocated, go to the driver for its verdict. */
-#define FREE_BODY(call, s, flags)                                              \
-    do {                                                                       \
-        if (tracking()) {                                                      \
-            CUresult pr_ = bs_page_free(ptr, s, flags);                        \
-            if (pr_ != BS_PAGE_NOT_HANDLED) {                                  \
-                if (pr_ == CUDA_SUCCESS)                                       \
-                    bs_stat_add(BS_STAT_FREES, 1);                             \
-                return pr_;                                                    \
-            }                                                                  \
-        }                                                                      \
-        struct untracked u_ = untrack(ptr);                                    \
-        CUresult r_ = (call);                                                  \
-        untrack_done(r_, &u_);                                                 \
-        return r_;                                                             \
-    } while (0)
 
 #define ALLOC_BODY(call, size, api, s)                                         \
     do {                                                                       \
         if (BS_UNLIKELY(standing_aside()))                                     \
             return (call);                                                     \
-        if (manage(dptr, size))                                                \
-            return managed_alloc(dptr, size, api, s);                          \
-        CUresult r_ = charge(size);                                            \
-        if (r_ != CUDA_SUCCESS)                                                \
+        CUresult r_ = bs_page_alloc_begin(dptr, size, api, s);                 \
+        if (r_ != BS_PAGE_NOT_HANDLED) {                                       \
+            if (r_ == CUDA_SUCCESS)                                            \
+                bs_control_start();                                            \
+            return r_;                                                         \
+        }                                                                      \
+        return alloc_done((call), dptr, size, api, s);                         \
+    } while (0)
+
+#define FREE_BODY(call, s, flags)                                              \
+    do {                                                                       \
+        if (!tracking())                                                       \
+            return (call);                                                     \
+        struct bs_page_free f_;                                                \
+        CUresult r_ = bs_page_free_begin(ptr, s, flags, &f_);                  \
+        if (r_ != BS_PAGE_NOT_HANDLED)                                         \
             return r_;                                                         \
         r_ = (call);                                                           \
-        track_alloc(r_, dptr, size, api, s);                                   \
+        bs_page_free_end(r_, &f_);                                             \
         return r_;                                                             \
     } while (0)
 
@@ -143,24 +77,14 @@ CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t wid
     HOOK_BEGIN(cuMemAllocPitch_v2);
     if (BS_UNLIKELY(standing_aside()))
         return real(dptr, pitch, width, height, elem);
-    /* The pitch the driver would choose for 2D copies: rows aligned to 512 bytes. */
-    size_t p = (width + 511) / 512 * 512;
-    if (pitch && width && height && (elem == 4 || elem == 8 || elem == 16) &&
-        manage(dptr, p * height)) {
-        CUresult r = managed_alloc(dptr, p * height, BLOCKSWAP_API_MEM_ALLOC_PITCH, NULL);
+    CUresult r = bs_page_alloc_pitch_begin(dptr, pitch, width, height, elem);
+    if (r != BS_PAGE_NOT_HANDLED) {
         if (r == CUDA_SUCCESS)
-            *pitch = p;
+            bs_control_start();
         return r;
     }
-    /* The real pitch is known only after the call: charge the smallest it can be. */
-    CUresult r = charge(width * height);
-    if (r != CUDA_SUCCESS)
-        return r;
     r = real(dptr, pitch, width, height, elem);
-    if (tracking())
-        bs_page_uncharge(width * height);
-    if (r == CUDA_SUCCESS && pitch && charge(*pitch * height) == CUDA_SUCCESS)
-        track_alloc(r, dptr, *pitch * height, BLOCKSWAP_API_MEM_ALLOC_PITCH, NULL);
+    bs_page_alloc_pitch_end(r, dptr, pitch, width, height);
     return r;
 }
 
@@ -219,7 +143,7 @@ CUresult CUDAAPI cuMemGetInfo_v2(size_t *free_b, size_t *total)
     return r;
 }
 
-/* ---- the application's own VMM: pass through, account mapped bytes ---- */
+/* ---- the application's own VMM: its mappings are charged while mapped ---- */
 
 CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
                              const CUmemAllocationProp *prop, unsigned long long flags)
@@ -240,32 +164,19 @@ CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
     HOOK_BEGIN(cuMemMap);
     if (BS_UNLIKELY(standing_aside()))
         return real(ptr, size, offset, handle, flags);
-    /* The physical memory was counted by the driver at cuMemCreate; blockswap charges
-     * the application's mappings, which is when that memory becomes usable. */
-    CUresult r = charge(size);
-    if (r != CUDA_SUCCESS)
+    CUresult r = bs_page_map_begin(size);
+    if (r != BS_PAGE_NOT_HANDLED)
         return r;
     r = real(ptr, size, offset, handle, flags);
-    if (r == CUDA_SUCCESS && tracking()) {
-        struct bs_alloc_rec rec = { .base = ptr, .size = size, .api = BLOCKSWAP_API_VMM_MAP };
-        if (bs_alloc_map_insert(&rec) == 0)
-            bs_stat_add(BS_STAT_VMM_MAPPED, (int64_t)size);
-    } else if (tracking()) {
-        bs_page_uncharge(size);
-    }
+    bs_page_map_end(r, ptr, size);
     return r;
 }
 
 CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size)
 {
     HOOK_BEGIN(cuMemUnmap);
-    /* Forget first, as for frees; an unmap that fails leaves a mapping we no
-     * longer follow, which only costs tracking, never correctness here. */
-    if (tracking()) {
-        uint64_t bytes = bs_alloc_map_remove_range(ptr, size, BLOCKSWAP_API_VMM_MAP);
-        bs_stat_add(BS_STAT_VMM_MAPPED, -(int64_t)bytes);
-        bs_page_uncharge(bytes);
-    }
+    if (tracking())
+        bs_page_unmap_begin(ptr, size);
     return real(ptr, size);
 }
 

@@ -5,7 +5,7 @@
  * Callers hold the page lock. */
 #define _GNU_SOURCE
 #include "bs.h"
-#include "page/page.h"
+#include "page/internal.h"
 
 #include "bs_fingerprint_ptx.h"
 

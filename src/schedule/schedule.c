@@ -5,11 +5,12 @@
  * BLOCKSWAP_PREFETCH to the stack in use: k of its N blocks (spread evenly, or the last
  * k) stream through a window of d blocks, the others stay resident. A stack not in use
  * protects nothing, so a second model (WAN 2.2's HIGH then LOW) takes the VRAM over by
- * itself. Owns no memory operation: it drives page/, under its lock. */
+ * itself. Decides only: page/ calls it under the page lock and acts on its answers
+ * (what to fence, evict and fetch); it touches no memory and calls no driver. */
 #define _GNU_SOURCE
 #include "bs.h"
 #include "blockswap.h"
-#include "page/page.h"
+#include "schedule/schedule.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@
 #define MAX_STACKS 8
 
 struct stack {
-    struct managed **members; /* in load order; member->block says which block */
+    struct managed **members; /* in load order; member->sched.block says which block */
     int nmembers;
     int nblocks, nswap, window, current; /* current: the block last entered, or -1 */
     bool spread; /* swapped blocks spread evenly through the stack, else the last nswap */
@@ -33,13 +34,29 @@ struct stack {
     int *lo, *hi, *charged;
 };
 
-static struct managed **order; /* weights, in the order they were loaded */
-static int norder, cap_order, examined; /* order[0..examined) was looked at already */
-static struct managed **tagged;
-static int ntagged, cap_tagged;
-static bool tags_dirty;
-static struct stack stacks[MAX_STACKS];
-static int nstacks, active = -1;
+/* schedule/'s state, all of it (under the page lock). */
+static struct sched_state {
+    struct managed **order; /* weights, in the order they were loaded */
+    int norder, cap_order, examined; /* order[0..examined) was looked at already */
+    struct managed **tagged;
+    int ntagged, cap_tagged;
+    bool tags_dirty;
+    struct stack stacks[MAX_STACKS];
+    int nstacks, active;
+    /* Blocks to swap in force: BLOCKSWAP_BLOCKS_TO_SWAP, until blockswapctl sets it. */
+    uint64_t k;
+    bool k_set;
+    /* page/'s budget, as it last said (bs_sched_budget). */
+    uint64_t limit, other_peak;
+    /* The figures of the last stack in use, for the summary after its model was freed. */
+    struct { uint64_t blocks, swapped, block_bytes; } last_used;
+    /* A k from blockswapctl waits for the start of the next step: the first block
+     * entered with a lower index than the last one entered (a new pass over the stack). */
+    bool ctl_pending;
+    uint64_t ctl_pending_k;
+    pid_t ctl_pid;
+    int ctl_last_stack, ctl_last_block;
+} S = { .active = -1, .ctl_last_stack = -1, .ctl_last_block = -1 };
 
 static bool push(struct managed ***v, int *n, int *cap, struct managed *m)
 {
@@ -68,39 +85,36 @@ static int drop(struct managed **v, int *n, struct managed *m)
     return -1;
 }
 
-static const char *mib(uint64_t b, char *buf, size_t len)
-{
-    snprintf(buf, len, b >= (10ull << 30) ? "%.1f GiB" : "%.1f MiB",
-             b >= (10ull << 30) ? b / 1073741824.0 : b / 1048576.0);
-    return buf;
-}
+#define mib bs_size_str
 
-/* The figures of the last stack in use, for the summary after its model was freed. */
-static struct { uint64_t blocks, swapped, block_bytes; } last_used;
+static uint64_t k_setting(void)
+{
+    return S.k_set ? S.k : bs_cfg.blocks_to_swap;
+}
 
 static void remember(const struct stack *st)
 {
-    last_used.blocks = (uint64_t)st->nblocks;
-    last_used.swapped = (uint64_t)st->nswap;
-    last_used.block_bytes = st->block_max;
+    S.last_used.blocks = (uint64_t)st->nblocks;
+    S.last_used.swapped = (uint64_t)st->nswap;
+    S.last_used.block_bytes = st->block_max;
 }
 
 static void stack_free(int i)
 {
-    struct stack *st = &stacks[i];
-    if (active == i)
+    struct stack *st = &S.stacks[i];
+    if (S.active == i)
         remember(st);
     for (int j = 0; j < st->nmembers; j++)
-        st->members[j]->block = st->members[j]->stack = -1;
+        st->members[j]->sched.block = st->members[j]->sched.stack = -1;
     free(st->members);
     free(st->lo);
-    stacks[i] = stacks[--nstacks];
-    for (int j = 0; j < stacks[i].nmembers && i < nstacks; j++)
-        stacks[i].members[j]->stack = i;
-    if (active == i)
-        active = -1;
-    else if (active == nstacks)
-        active = i;
+    S.stacks[i] = S.stacks[--S.nstacks];
+    for (int j = 0; j < S.stacks[i].nmembers && i < S.nstacks; j++)
+        S.stacks[i].members[j]->sched.stack = i;
+    if (S.active == i)
+        S.active = -1;
+    else if (S.active == S.nstacks)
+        S.active = i;
 }
 
 /* Weights needed in VRAM with k blocks swapped. */
@@ -115,15 +129,15 @@ static uint64_t weights_need(const struct stack *st, int k)
 static void choose_k(struct stack *st, const char *how, int per_block)
 {
     char a[32], b[32], c[32], e[32];
-    uint64_t limit = bs_page_limit_locked(), headroom = bs_page_other_peak_locked();
+    uint64_t limit = S.limit, headroom = S.other_peak;
     uint64_t room = limit > headroom ? limit - headroom : 0;
     int n = st->nblocks, k = 0;
     st->window = (int)(bs_cfg.prefetch < 1 ? 1 : bs_cfg.prefetch);
-    if (bs_cfg.blocks_to_swap == BS_SIZE_AUTO) {
+    if (k_setting() == BS_SIZE_AUTO) {
         while (k < n && weights_need(st, k) > room)
             k++;
     } else {
-        k = bs_cfg.blocks_to_swap > (uint64_t)n ? n : (int)bs_cfg.blocks_to_swap;
+        k = k_setting() > (uint64_t)n ? n : (int)k_setting();
         int fit = k;
         while (fit < n && weights_need(st, fit) > room)
             fit++;
@@ -152,18 +166,18 @@ static void choose_k(struct stack *st, const char *how, int per_block)
            "swapping %s (BLOCKSWAP_BLOCKS_TO_SWAP=%s, BLOCKSWAP_SWAP_PLACEMENT=%s), window %d: "
            "weights need %s of VRAM", how, n, mib(st->block_max, a, sizeof(a)), per_block,
            mib(st->outside, b, sizeof(b)), which,
-           bs_cfg.blocks_to_swap == BS_SIZE_AUTO ? "auto" : "set", st->spread ? "spread" : "last",
+           k_setting() == BS_SIZE_AUTO ? "auto" : "set", st->spread ? "spread" : "last",
            st->window,
            mib(weights_need(st, k), e, sizeof(e)));
 }
 
-/* Makes a stack of v[0..n): members with m->block set (>= 0) are in blocks, the rest
+/* Makes a stack of v[0..n): members with m->sched.block set (>= 0) are in blocks, the rest
  * (embeddings, head) are outside. */
 static struct stack *stack_new(struct managed **v, int n, int nblocks)
 {
-    if (nstacks == MAX_STACKS)
+    if (S.nstacks == MAX_STACKS)
         stack_free(0); /* the oldest model gives way */
-    struct stack *st = &stacks[nstacks];
+    struct stack *st = &S.stacks[S.nstacks];
     memset(st, 0, sizeof(*st));
     st->members = malloc((size_t)n * sizeof(*st->members));
     st->lo = malloc((size_t)nblocks * 3 * sizeof(*st->lo)); /* lo, hi and charged */
@@ -171,7 +185,7 @@ static struct stack *stack_new(struct managed **v, int n, int nblocks)
         free(st->members);
         free(st->lo);
         for (int i = 0; i < n; i++)
-            v[i]->block = -1;
+            v[i]->sched.block = -1;
         return NULL;
     }
     st->hi = st->lo + nblocks;
@@ -184,8 +198,8 @@ static struct stack *stack_new(struct managed **v, int n, int nblocks)
     st->current = -1;
     uint64_t *bytes = calloc((size_t)nblocks, sizeof(*bytes));
     for (int i = 0; i < n; i++) {
-        int b = v[i]->block;
-        v[i]->stack = nstacks;
+        int b = v[i]->sched.block;
+        v[i]->sched.stack = S.nstacks;
         if (b < 0) {
             st->outside += v[i]->padded;
             continue;
@@ -201,7 +215,7 @@ static struct stack *stack_new(struct managed **v, int n, int nblocks)
         if (bytes[j] > st->block_max)
             st->block_max = bytes[j];
     free(bytes);
-    return &stacks[nstacks++];
+    return &S.stacks[S.nstacks++];
 }
 
 /* Looks at the weights loaded since the last look: the longest stretch of the load
@@ -211,9 +225,9 @@ static struct stack *stack_new(struct managed **v, int n, int nblocks)
  * loading, so the budget of the chosen k holds from the first step on. */
 static void detect(void)
 {
-    struct managed **v = order + examined;
-    int n = norder - examined;
-    examined = norder;
+    struct managed **v = S.order + S.examined;
+    int n = S.norder - S.examined;
+    S.examined = S.norder;
     /* Small segments (a caching allocator packs biases and norms of many blocks into
      * shared 2 MiB segments, filled as loading reaches them) would break the period
      * wherever a new one starts: only allocations of at least 1/8 of the largest
@@ -227,7 +241,7 @@ static void detect(void)
         return;
     int nf = 0;
     for (int i = 0; i < n; i++) {
-        v[i]->block = -1;
+        v[i]->sched.block = -1;
         if (v[i]->padded * 8 >= largest)
             f[nf++] = v[i];
     }
@@ -251,43 +265,43 @@ static void detect(void)
         return;
     }
     for (int i = best_first; i < best_first + best_len; i++)
-        f[i]->block = (i - best_first) / best_p;
+        f[i]->sched.block = (i - best_first) / best_p;
     free(f);
     struct stack *st = stack_new(v, n, best_len / best_p);
     if (st) {
         choose_k(st, "detected", best_p);
-        active = (int)(st - stacks);
+        S.active = (int)(st - S.stacks);
     }
 }
 
 static int cmp_tag(const void *a, const void *b)
 {
     const struct managed *x = *(struct managed *const *)a, *y = *(struct managed *const *)b;
-    return (x->tag > y->tag) - (x->tag < y->tag);
+    return (x->sched.tag > y->sched.tag) - (x->sched.tag < y->sched.tag);
 }
 
 /* Tags take precedence: one stack, its blocks the distinct tags in ascending order. */
 static void build_from_tags(void)
 {
-    tags_dirty = false;
-    while (nstacks)
-        stack_free(nstacks - 1);
-    examined = norder;
-    qsort(tagged, (size_t)ntagged, sizeof(*tagged), cmp_tag);
+    S.tags_dirty = false;
+    while (S.nstacks)
+        stack_free(S.nstacks - 1);
+    S.examined = S.norder;
+    qsort(S.tagged, (size_t)S.ntagged, sizeof(*S.tagged), cmp_tag);
     int nblocks = 0, most = 0, run = 0;
-    for (int i = 0; i < ntagged; i++) {
-        if (i == 0 || tagged[i]->tag != tagged[i - 1]->tag)
+    for (int i = 0; i < S.ntagged; i++) {
+        if (i == 0 || S.tagged[i]->sched.tag != S.tagged[i - 1]->sched.tag)
             nblocks++, run = 0;
-        tagged[i]->block = nblocks - 1;
+        S.tagged[i]->sched.block = nblocks - 1;
         if (++run > most)
             most = run;
     }
     if (!nblocks)
         return;
-    struct stack *st = stack_new(tagged, ntagged, nblocks);
+    struct stack *st = stack_new(S.tagged, S.ntagged, nblocks);
     if (st) {
         choose_k(st, "tagged", most);
-        active = (int)(st - stacks);
+        S.active = (int)(st - S.stacks);
     }
 }
 
@@ -333,28 +347,6 @@ static bool in_window(const struct stack *st, int b)
     return false;
 }
 
-static void for_members(struct stack *st, int b, CUresult (*op)(struct managed *))
-{
-    for (int i = st->lo[b]; i < st->hi[b]; i++)
-        if (st->members[i]->block == b)
-            op(st->members[i]);
-}
-
-static CUresult evict_with_copy(struct managed *m)
-{
-    m->dirty = true; /* the Python nodes copy every block back, changed or not */
-    m->fp_in = false;
-    return bs_page_evict_locked(m);
-}
-
-static CUresult fill_and_wait(struct managed *m)
-{
-    CUresult r = bs_page_prefetch_locked(m);
-    if (r == CUDA_SUCCESS && m->ready_pending && bs_drv.cuEventSynchronize(m->ready) == CUDA_SUCCESS)
-        m->ready_pending = false;
-    return r;
-}
-
 /* Swapped blocks holding VRAM. A block anywhere, in the window or not, holds a slot
  * from the moment page/ charges its first member (a fill under way) until its last is
  * released (its eviction waits for its kernels, or is under way); the window fills
@@ -382,241 +374,231 @@ static void window_fill(struct stack *st, void (*fill)(struct stack *, int, void
     }
 }
 
-static void prefetch_block(struct stack *st, int b, void *arg)
-{
-    (void)arg;
-    for_members(st, b, bs_page_prefetch_locked);
-}
-
-static void catch_up(struct stack *st)
-{
-    for (int j = 0; j < st->nblocks; j++)
-        if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
-            for_members(st, j, bs_page_evict_locked);
-}
-
-/* The swapped blocks the window just left: their work is all issued, and nothing after
- * it is theirs. The D2H stream is told now to wait for exactly that work, so their
- * eviction, which the pager does later, does not wait for the blocks issued since. */
-static void fence_behind(struct stack *st)
-{
-    uint64_t queued = 0;
-    for (int j = 0; j < st->nblocks; j++)
-        if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
-            for (int i = st->lo[j]; i < st->hi[j]; i++)
-                if (st->members[i]->block == j)
-                    bs_page_fence_locked(st->members[i], &queued);
-}
-
-/* Block b starts computing: swapped blocks behind the window go (their work is issued
- * and is all that eviction waits for), the ones ahead are copied in now. */
-static void enter(struct stack *st, int b)
+/* Block b starts computing: swapped blocks behind the window are to go (their work is
+ * issued and is all that eviction waits for), the ones ahead to be copied in now. */
+static unsigned enter(struct stack *st, int b)
 {
     if (b == st->current)
-        return;
+        return 0;
     bool resident = !swapped(st, b);
     /* Moving on at a resident block means waiting for the swapped block before it to
      * finish: the pager thread's work, never the launching thread's. */
     if (resident && !bs_cfg.pager_thread)
-        return;
+        return 0;
     st->current = b;
-    if (bs_cfg.policy == BS_POLICY_SYNC) { /* entered for swapped blocks only */
-        /* Device-wide synchronisation, copy back, copy in, block by block. */
-        bs_drv.cuCtxSynchronize();
-        for (int j = 0; j < st->nblocks; j++)
-            if (j != b && swapped(st, j))
-                for_members(st, j, evict_with_copy);
-        for_members(st, b, fill_and_wait);
-        return;
-    }
-    fence_behind(st);
-    if (bs_page_pager_kick() || resident)
-        return; /* the pager thread does the rest (see bs_sched_window_work), or at a
-                 * resident block, already has it to do or will at the next swapped one */
-    catch_up(st);
-    window_fill(st, prefetch_block, NULL);
-}
-
-void bs_sched_catch_up(void)
-{
-    if (active >= 0)
-        catch_up(&stacks[active]);
+    if (bs_cfg.policy == BS_POLICY_SYNC) /* entered for swapped blocks only */
+        return BS_SCHED_SYNC;
+    return BS_SCHED_MOVED | (resident ? BS_SCHED_AT_RESIDENT : 0);
 }
 
 bool bs_sched_swapped_member(const struct managed *m)
 {
-    return m->stack >= 0 && m->stack == active && swapped(&stacks[m->stack], m->block);
+    return m->sched.stack >= 0 && m->sched.stack == S.active &&
+           swapped(&S.stacks[m->sched.stack], m->sched.block);
 }
 
-struct work { struct managed **list; int *n, max; };
+struct work { struct managed **list; int n, max; };
+
+static void add(struct work *w, struct managed *m)
+{
+    if (w->n < w->max)
+        w->list[w->n++] = m;
+}
 
 static void collect_absent(struct stack *st, int b, void *arg)
 {
     struct work *w = arg;
-    for (int i = st->lo[b]; i < st->hi[b] && *w->n < w->max; i++)
-        if (st->members[i]->block == b && st->members[i]->state != RES_DEVICE)
-            w->list[(*w->n)++] = st->members[i];
+    for (int i = st->lo[b]; i < st->hi[b]; i++)
+        if (st->members[i]->sched.block == b && st->members[i]->state != RES_DEVICE)
+            add(w, st->members[i]);
 }
 
-void bs_sched_window_work(struct managed **evict, int *nevict, struct managed **fetch,
-                          int *nfetch, int max)
+/* The members of block j that hold VRAM, resident and idle when `idle`. */
+static void collect_block(struct stack *st, int j, bool idle, struct work *w)
 {
-    *nevict = *nfetch = 0;
-    if (active < 0 || stacks[active].current < 0)
-        return;
-    struct stack *st = &stacks[active];
-    struct work fe = { fetch, nfetch, max };
-    /* One block to evict at a time, the one left longest ago (the first after the
-     * window, going round): its slot is filled before the pager waits for the next. */
-    for (int i = 1; i <= st->nblocks && !*nevict; i++) {
-        int j = (st->current + i) % st->nblocks;
-        if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
-            for (int x = st->lo[j]; x < st->hi[j] && *nevict < max; x++) {
-                struct managed *m = st->members[x];
-                if (m->block == j && m->state == RES_DEVICE && !m->busy && !m->pinned)
-                    evict[(*nevict)++] = m;
-            }
+    for (int x = st->lo[j]; x < st->hi[j]; x++) {
+        struct managed *m = st->members[x];
+        if (m->sched.block == j && m->resident_index >= 0 &&
+            (!idle || (m->state == RES_DEVICE && !m->busy && !m->pinned)))
+            add(w, m);
     }
-    window_fill(st, collect_absent, &fe);
+}
+
+int bs_sched_plan(enum bs_plan what, struct managed **list, int max)
+{
+    struct work w = { list, 0, max };
+    if (S.active < 0 || S.stacks[S.active].current < 0)
+        return 0;
+    struct stack *st = &S.stacks[S.active];
+    switch (what) {
+    case BS_PLAN_BEHIND:
+        for (int j = 0; j < st->nblocks; j++)
+            if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
+                collect_block(st, j, false, &w);
+        break;
+    case BS_PLAN_NEXT_OUT:
+        /* One block at a time, the one left longest ago (the first after the window,
+         * going round): its slot is filled before the pager waits for the next. */
+        for (int i = 1; i <= st->nblocks && !w.n; i++) {
+            int j = (st->current + i) % st->nblocks;
+            if (st->charged[j] > 0 && swapped(st, j) && !in_window(st, j))
+                collect_block(st, j, true, &w);
+        }
+        break;
+    case BS_PLAN_FETCH:
+        window_fill(st, collect_absent, &w);
+        break;
+    case BS_PLAN_SYNC_OUT:
+        for (int j = 0; j < st->nblocks; j++)
+            if (j != st->current && swapped(st, j))
+                collect_block(st, j, true, &w);
+        break;
+    case BS_PLAN_SYNC_IN:
+        collect_absent(st, st->current, &w);
+        break;
+    }
+    return w.n;
+}
+
+void bs_sched_budget(uint64_t limit, uint64_t other_peak)
+{
+    S.limit = limit;
+    S.other_peak = other_peak;
 }
 
 void bs_sched_charge(const struct managed *m, int delta)
 {
-    if (m->stack >= 0 && m->block >= 0)
-        stacks[m->stack].charged[m->block] += delta;
+    if (m->sched.stack >= 0 && m->sched.block >= 0)
+        S.stacks[m->sched.stack].charged[m->sched.block] += delta;
 }
 
 void bs_sched_loaded(struct managed *m)
 {
-    if (!m->loaded && push(&order, &norder, &cap_order, m))
-        m->loaded = true;
+    if (!m->sched.loaded && !m->sched.used && push(&S.order, &S.norder, &S.cap_order, m))
+        m->sched.loaded = true;
 }
 
 static void ctl_see_block(const struct managed *m); /* control, at the end */
 
-void bs_sched_use(struct managed *m)
+unsigned bs_sched_use(struct managed *m)
 {
-    m->used = true;
-    if (tags_dirty)
+    m->sched.used = true;
+    if (S.tags_dirty)
         build_from_tags();
-    else if (!ntagged && norder - examined >= 2 * MIN_BLOCKS)
+    else if (!S.ntagged && S.norder - S.examined >= 2 * MIN_BLOCKS)
         detect(); /* a model (or another) was loaded since the last look */
-    if (m->stack < 0)
-        return;
-    active = m->stack;
-    if (m->block >= 0)
+    if (m->sched.stack < 0)
+        return 0;
+    S.active = m->sched.stack;
+    if (m->sched.block >= 0)
         ctl_see_block(m);
     /* Entering a resident block moves the window on too: the swapped block before it
      * has all its work issued, so its slot goes to the next one a block earlier. */
-    struct stack *st = &stacks[active];
-    if (m->block >= 0 && st->nswap &&
-        (swapped(st, m->block) || bs_cfg.policy == BS_POLICY_STREAM))
-        enter(st, m->block);
+    struct stack *st = &S.stacks[S.active];
+    if (m->sched.block >= 0 && st->nswap &&
+        (swapped(st, m->sched.block) || bs_cfg.policy == BS_POLICY_STREAM))
+        return enter(st, m->sched.block);
+    return 0;
 }
 
 bool bs_sched_protected(const struct managed *m)
 {
-    if (m->stack < 0 || m->stack != active || m->block < 0)
+    if (m->sched.stack < 0 || m->sched.stack != S.active || m->sched.block < 0)
         return false;
-    const struct stack *st = &stacks[m->stack];
-    return !swapped(st, m->block) || in_window(st, m->block);
+    const struct stack *st = &S.stacks[m->sched.stack];
+    return !swapped(st, m->sched.block) || in_window(st, m->sched.block);
 }
 
 void bs_sched_tag(struct managed *m, int block)
 {
-    if (m->tag < 0 && block >= 0)
-        push(&tagged, &ntagged, &cap_tagged, m);
-    else if (m->tag >= 0 && block < 0)
-        drop(tagged, &ntagged, m);
-    m->tag = block < 0 ? -1 : block;
-    tags_dirty = true;
+    if (m->sched.tag < 0 && block >= 0)
+        push(&S.tagged, &S.ntagged, &S.cap_tagged, m);
+    else if (m->sched.tag >= 0 && block < 0)
+        drop(S.tagged, &S.ntagged, m);
+    m->sched.tag = block < 0 ? -1 : block;
+    S.tags_dirty = true;
 }
 
 /* A freed weight ends its model's stack: the model is being unloaded. What is still
  * loaded of it stays paged on demand; a reload is a new stack. */
 void bs_sched_forget(struct managed *m)
 {
-    if (m->stack >= 0)
-        stack_free(m->stack);
-    if (m->loaded) {
-        int i = drop(order, &norder, m);
-        if (i >= 0 && i < examined)
-            examined--;
+    if (m->sched.stack >= 0)
+        stack_free(m->sched.stack);
+    if (m->sched.loaded) {
+        int i = drop(S.order, &S.norder, m);
+        if (i >= 0 && i < S.examined)
+            S.examined--;
     }
-    if (m->tag >= 0) {
-        drop(tagged, &ntagged, m);
-        tags_dirty = true;
+    if (m->sched.tag >= 0) {
+        drop(S.tagged, &S.ntagged, m);
+        S.tags_dirty = true;
     }
 }
 
 void bs_sched_stats(struct blockswap_stats *st)
 {
-    const struct stack *s = active >= 0 ? &stacks[active] : nstacks ? &stacks[nstacks - 1] : NULL;
+    const struct stack *s = S.active >= 0 ? &S.stacks[S.active] : S.nstacks ? &S.stacks[S.nstacks - 1] : NULL;
     if (s)
         remember(s);
-    st->blocks = last_used.blocks;
-    st->blocks_swapped = last_used.swapped;
-    st->block_bytes = last_used.block_bytes;
+    st->blocks = S.last_used.blocks;
+    st->blocks_swapped = S.last_used.swapped;
+    st->block_bytes = S.last_used.block_bytes;
 }
 
 void bs_sched_reset(void)
 {
-    order = tagged = NULL;
-    norder = cap_order = examined = ntagged = cap_tagged = 0;
-    memset(stacks, 0, sizeof(stacks));
-    nstacks = 0;
-    active = -1;
-    tags_dirty = false;
-    memset(&last_used, 0, sizeof(last_used));
+    S.order = S.tagged = NULL;
+    S.norder = S.cap_order = S.examined = S.ntagged = S.cap_tagged = 0;
+    memset(S.stacks, 0, sizeof(S.stacks));
+    S.nstacks = 0;
+    S.active = -1;
+    S.tags_dirty = false;
+    memset(&S.last_used, 0, sizeof(S.last_used));
 }
 
 /* ---- control: blockswapctl's view of the stacks and its blocks-to-swap ---- */
-
-/* A k from blockswapctl waits for the start of the next step: the first block entered
- * with a lower index than the last one entered (a new pass over the stack). */
-static bool ctl_pending;
-static uint64_t ctl_pending_k;
-static pid_t ctl_pid;
-static int ctl_last_stack = -1, ctl_last_block = -1;
 
 static int most_per_block(const struct stack *st)
 {
     int most = 0, *count = calloc((size_t)st->nblocks, sizeof(*count));
     for (int i = 0; i < st->nmembers && count; i++)
-        if (st->members[i]->block >= 0 && ++count[st->members[i]->block] > most)
-            most = count[st->members[i]->block];
+        if (st->members[i]->sched.block >= 0 && ++count[st->members[i]->sched.block] > most)
+            most = count[st->members[i]->sched.block];
     free(count);
     return most;
 }
 
 static void ctl_apply(struct stack *st)
 {
-    ctl_pending = false;
-    if (ctl_pid != getpid())
+    S.ctl_pending = false;
+    if (S.ctl_pid != getpid())
         return; /* asked of the parent before a fork */
-    bs_cfg.blocks_to_swap = ctl_pending_k;
+    S.k = S.ctl_pending_k;
+    S.k_set = true;
     choose_k(st, "blockswapctl set blocks-to-swap, from this step:", most_per_block(st));
 }
 
 /* On the launch path: two compares and two stores unless a k is pending. */
 static void ctl_see_block(const struct managed *m)
 {
-    if (BS_UNLIKELY(ctl_pending) && m->stack == ctl_last_stack && m->block < ctl_last_block)
-        ctl_apply(&stacks[m->stack]);
-    ctl_last_stack = m->stack;
-    ctl_last_block = m->block;
+    if (BS_UNLIKELY(S.ctl_pending) && m->sched.stack == S.ctl_last_stack && m->sched.block < S.ctl_last_block)
+        ctl_apply(&S.stacks[m->sched.stack]);
+    S.ctl_last_stack = m->sched.stack;
+    S.ctl_last_block = m->sched.block;
 }
 
 int bs_sched_ctl_set_k(uint64_t k)
 {
-    if (!nstacks) {
-        bs_cfg.blocks_to_swap = k; /* the next stack found uses it */
-        ctl_pending = false;
+    if (!S.nstacks) {
+        S.k = k; /* the next stack found uses it */
+        S.k_set = true;
+        S.ctl_pending = false;
         return 0;
     }
-    ctl_pending_k = k;
-    ctl_pid = getpid();
-    ctl_pending = true;
+    S.ctl_pending_k = k;
+    S.ctl_pid = getpid();
+    S.ctl_pending = true;
     return 1;
 }
 
@@ -624,11 +606,11 @@ int bs_sched_ctl_set_k(uint64_t k)
  * step), or in a model not in use (whose VRAM goes when the other one runs). */
 bool bs_sched_ctl_host_needed(const struct managed *m)
 {
-    if (m->stack < 0)
+    if (m->sched.stack < 0)
         return false;
-    if (m->stack != active)
+    if (m->sched.stack != S.active)
         return true;
-    return m->block >= 0 && swapped(&stacks[m->stack], m->block);
+    return m->sched.block >= 0 && swapped(&S.stacks[m->sched.stack], m->sched.block);
 }
 
 
@@ -648,15 +630,15 @@ size_t bs_sched_ctl_json(char *buf, size_t cap)
     struct bs_buf b = { buf, cap, 0 };
     if (cap)
         buf[0] = '\0';
-    k_json(&b, "blocks_to_swap_setting", bs_cfg.blocks_to_swap);
+    k_json(&b, "blocks_to_swap_setting", k_setting());
     bs_buf_add(&b, ",");
-    if (ctl_pending)
-        k_json(&b, "blocks_to_swap_pending", ctl_pending_k);
+    if (S.ctl_pending)
+        k_json(&b, "blocks_to_swap_pending", S.ctl_pending_k);
     else
         bs_buf_add(&b, "\"blocks_to_swap_pending\":null");
     bs_buf_add(&b, ",\"stacks\":[");
-    for (int s = 0; s < nstacks; s++) {
-        const struct stack *st = &stacks[s];
+    for (int s = 0; s < S.nstacks; s++) {
+        const struct stack *st = &S.stacks[s];
         uint64_t *bytes = calloc((size_t)st->nblocks * 2, sizeof(*bytes));
         if (!bytes) {
             bs_buf_add(&b, "%s{\"error\":\"out of memory\"}", s ? "," : "");
@@ -664,15 +646,15 @@ size_t bs_sched_ctl_json(char *buf, size_t cap)
         }
         for (int i = 0; i < st->nmembers; i++) {
             const struct managed *m = st->members[i];
-            if (m->block < 0)
+            if (m->sched.block < 0)
                 continue;
-            bytes[2 * m->block] += m->padded;
+            bytes[2 * m->sched.block] += m->padded;
             if (m->state == RES_DEVICE)
-                bytes[2 * m->block + 1] += m->padded;
+                bytes[2 * m->sched.block + 1] += m->padded;
         }
         bs_buf_add(&b, "%s{\"active\":%s,\"blocks\":%d,\"blocks_swapped\":%d,\"window\":%d,"
                "\"block_bytes\":%llu,\"outside_bytes\":%llu,\"current\":%d,\"per_block\":[",
-               s ? "," : "", s == active ? "true" : "false", st->nblocks,
+               s ? "," : "", s == S.active ? "true" : "false", st->nblocks,
                st->nswap, st->window, (unsigned long long)st->block_max,
                (unsigned long long)st->outside, st->current);
         for (int j = 0; j < st->nblocks; j++)

@@ -6,15 +6,6 @@
 
 #include <stdio.h>
 
-static const char *size_str(uint64_t b, char *buf, size_t len)
-{
-    if (b >= (10ull << 30))
-        snprintf(buf, len, "%.1f GiB", b / 1073741824.0);
-    else
-        snprintf(buf, len, "%.1f MiB", b / 1048576.0);
-    return buf;
-}
-
 /* A stall above this share of compute time means transfers are not hidden. */
 #define STALL_HINT_SHARE 0.05
 
@@ -35,7 +26,7 @@ static void hint(const struct blockswap_stats *st)
                "allows (each block kept resident needs %s), or raise BLOCKSWAP_PREFETCH",
                st->stall_ns / 1e6 / (double)st->steps_traced,
                100.0 * (double)st->stall_ns / (double)(st->compute_ns ? st->compute_ns : 1),
-               size_str(st->block_bytes, a, sizeof(a)));
+               bs_size_str(st->block_bytes, a, sizeof(a)));
         return;
     }
     /* More than one block's worth of the limit never used: fewer swapped blocks fit. */
@@ -48,10 +39,10 @@ static void hint(const struct blockswap_stats *st)
             spare = st->blocks_swapped;
         bs_log(BS_LOG_INFO, "hint: %s of the %s VRAM limit was never used; "
                "BLOCKSWAP_BLOCKS_TO_SWAP=%llu would keep %llu more block%s resident and move "
-               "less (each needs %s)", size_str(st->vram_limit - st->peak_vram_bytes, a, sizeof(a)),
-               size_str(st->vram_limit, b, sizeof(b)),
+               "less (each needs %s)", bs_size_str(st->vram_limit - st->peak_vram_bytes, a, sizeof(a)),
+               bs_size_str(st->vram_limit, b, sizeof(b)),
                (unsigned long long)(st->blocks_swapped - spare), (unsigned long long)spare,
-               spare > 1 ? "s" : "", size_str(st->block_bytes, c, sizeof(c)));
+               spare > 1 ? "s" : "", bs_size_str(st->block_bytes, c, sizeof(c)));
     }
 }
 
@@ -64,7 +55,7 @@ void bs_summary_log(void)
         return;
     if (st.blocks)
         bs_log(BS_LOG_INFO, "summary: %llu blocks of %s found, %llu swapped (%s)",
-               (unsigned long long)st.blocks, size_str(st.block_bytes, a, sizeof(a)),
+               (unsigned long long)st.blocks, bs_size_str(st.block_bytes, a, sizeof(a)),
                (unsigned long long)st.blocks_swapped,
                bs_cfg.placement == BS_PLACEMENT_LAST ? "the last ones" : "spread evenly");
     else
@@ -72,11 +63,11 @@ void bs_summary_log(void)
                "on demand");
     bs_log(BS_LOG_INFO, "summary: peak VRAM %s of the %s limit, peak host backing %s; moved "
            "%s to the GPU and %s back, %s unchanged and not copied back",
-           size_str(st.peak_vram_bytes, a, sizeof(a)), size_str(st.vram_limit, b, sizeof(b)),
-           size_str(st.peak_host_backing_bytes, c, sizeof(c)),
-           size_str(st.page_in_bytes, d, sizeof(d)),
-           size_str(st.writeback_bytes, e, sizeof(e)),
-           size_str(st.writeback_skipped_bytes, f, sizeof(f)));
+           bs_size_str(st.peak_vram_bytes, a, sizeof(a)), bs_size_str(st.vram_limit, b, sizeof(b)),
+           bs_size_str(st.peak_host_backing_bytes, c, sizeof(c)),
+           bs_size_str(st.page_in_bytes, d, sizeof(d)),
+           bs_size_str(st.writeback_bytes, e, sizeof(e)),
+           bs_size_str(st.writeback_skipped_bytes, f, sizeof(f)));
     if (st.steps_traced) {
         double in = st.transfer_in_ns / 1e6, comp = st.compute_ns / 1e6, stall = st.stall_ns / 1e6;
         double hidden = in > 0 ? 100.0 * (1.0 - (stall < in ? stall : in) / in) : 100.0;

@@ -6,7 +6,7 @@
 #define _GNU_SOURCE
 #include "bs.h"
 #include "blockswap.h"
-#include "page/page.h"
+#include "schedule/schedule.h"
 #include "trace/trace.h"
 
 #include <fcntl.h>
@@ -174,8 +174,6 @@ int bs_trace_parse_paths(const char *spec, char *text, size_t text_cap, char *js
 
 /* ---- set-up ---- */
 
-static void trace_atexit(void);
-
 bool bs_trace_live;
 
 static void set_live(void)
@@ -227,7 +225,6 @@ void bs_trace_setup(void)
     on = text_fd >= 0 || json_fd >= 0;
     set_live();
     if (on) {
-        atexit(trace_atexit);
         bs_log(BS_LOG_INFO, "tracing to %s%s%s", path_text, path_text[0] && path_json[0] ? " and " : "",
                path_json);
     }
@@ -304,9 +301,9 @@ static int idx1(const struct rec *r)
 /* The block of m in the traced stack, or -1. */
 static int block_of(const struct managed *m)
 {
-    if (m->stack < 0 || m->block < 0 || m->block >= MAX_BLOCKS)
+    if (m->sched.stack < 0 || m->sched.block < 0 || m->sched.block >= MAX_BLOCKS)
         return -1;
-    return m->stack == cur_stack || cur_stack < 0 ? m->block : -1;
+    return m->sched.stack == cur_stack || cur_stack < 0 ? m->sched.block : -1;
 }
 
 /* ---- copies ---- */
@@ -669,11 +666,11 @@ static void wait_begin(struct rec *r, CUstream s)
 void bs_trace_launch_begin(struct managed *m, CUstream s, bool capturing, bool may_wait)
 {
     end_due = false;
-    if (!bs_trace_on() || capturing || m->stack < 0 || m->block < 0 || m->block >= MAX_BLOCKS)
+    if (!bs_trace_on() || capturing || m->sched.stack < 0 || m->sched.block < 0 || m->sched.block >= MAX_BLOCKS)
         return;
-    int b = m->block;
+    int b = m->sched.block;
     cur_stream = s;
-    if (m->stack == cur_stack && b == cur_block) {
+    if (m->sched.stack == cur_stack && b == cur_block) {
         struct rec *r = rec_get(current[b]);
         if (r && r->step == step) {
             end_due = true; /* the block goes on */
@@ -686,13 +683,13 @@ void bs_trace_launch_begin(struct managed *m, CUstream s, bool capturing, bool m
     /* The block before ends. Had it fewer launches than learned, its end was not
      * recorded: the stream's position now is the closest there is. */
     struct rec *prev = cur_block >= 0 ? rec_get(current[cur_block]) : NULL;
-    if (prev && prev->step == step && cur_stack == m->stack) {
+    if (prev && prev->step == step && cur_stack == m->sched.stack) {
         if (!has(prev, EV_END))
             record(prev, EV_END, cur_stream);
         learned[cur_block] = prev->launches;
     }
-    if (m->stack != cur_stack || b < cur_block || step < 0)
-        new_step(m->stack, s);
+    if (m->sched.stack != cur_stack || b < cur_block || step < 0)
+        new_step(m->sched.stack, s);
     if (failed)
         return;
     cur_block = b;
@@ -752,9 +749,9 @@ static void trace_flush_locked(void)
             "holds (%d)\n", (unsigned long long)dropped, NRECS);
 }
 
-static void trace_atexit(void)
+/* At exit, under the page lock (page/ calls it after its pager stopped). */
+void bs_trace_close(void)
 {
-    bs_page_lock();
     trace_flush_locked();
     if (json_fd >= 0) {
         out(json_fd, "\n]}\n");
@@ -767,7 +764,6 @@ static void trace_atexit(void)
     }
     on = false;
     set_live();
-    bs_page_unlock();
 }
 
 /* pre: page lock held. */

@@ -1,5 +1,5 @@
-/* trace/trace.h: what trace/ offers page/ (the points it times, called under the page
- * lock) and the rest of the shim (set-up, totals, the summary). */
+/* trace/trace.h: what trace/ offers page/ (the points it times, set-up, close and
+ * totals, all called under the page lock, which serialises trace/'s state too). */
 #ifndef BS_TRACE_TRACE_H
 #define BS_TRACE_TRACE_H
 
@@ -49,5 +49,7 @@ void bs_trace_launch_cancel(void);
 
 void bs_trace_totals(struct bs_trace_totals *t);
 void bs_trace_reset(void);
+/* Writes the last records and closes the files (at exit). */
+void bs_trace_close(void);
 
 #endif

@@ -45,9 +45,13 @@ int main(void)
     CHECK(strstr(resp, "\"host_freed_bytes\":0"));
     ask("  set   blocks-to-swap  3 \n", 27);
     CHECK(strstr(resp, "\"blocks_to_swap\":3") && strstr(resp, "when blocks are found"));
-    CHECK_EQ_U64(bs_cfg.blocks_to_swap, 3); /* no stack yet: the next one found uses it */
-    ask("set blocks-to-swap auto\n", 24);
+    /* No stack yet: the next one found uses it; the configuration stays as it was read. */
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"blocks_to_swap_setting\":3"));
     CHECK(bs_cfg.blocks_to_swap == BS_SIZE_AUTO);
+    ask("set blocks-to-swap auto\n", 24);
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"blocks_to_swap_setting\":\"auto\""));
 
     refused(NULL, 0, "empty");
     refused("", 0, "empty");

@@ -1,26 +1,29 @@
-/* Unit: the swap window's promise. schedule.c runs against a fake page/ and a fake
- * pager whose fills and evictions stay in flight for a while, in random interleavings
- * with the application's launches, including a launch that goes back to an earlier
- * block between steps (a LoRA patch): never more than d swapped blocks hold VRAM, and
- * with a pager that keeps up, every swapped block is in VRAM before its launch. */
+/* Unit: the swap window's promise. schedule.c runs against a fake page/ that acts on
+ * its answers as page/ does (residency.c's pg_follow_schedule, ops.c's late path) and a
+ * fake pager that runs its rounds as pager.c does (fill the window's free slots, then
+ * evict the block left longest ago, one at a time, until nothing is left to evict),
+ * whose fills and evictions stay in flight for a while, in random interleavings with
+ * the application's launches, including a launch that goes back to an earlier block
+ * between steps (a LoRA patch): never more than d swapped blocks hold VRAM, and with a
+ * pager that keeps up, every swapped block is in VRAM before its launch. */
 #include "bs.h"
-#include "page/page.h"
+#include "schedule/schedule.h"
 #include "cutest.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 struct bs_config bs_cfg;
-struct bs_driver_table bs_drv;
 
 #define NB 8
 #define PER 3 /* allocations per block */
 #define WINDOW 2
+#define MAXL (NB * PER)
 
 static struct managed mem[NB][PER];
 static bool swapped_block[NB];
 static bool pager_pending;   /* kicked, its round not started */
-static struct managed *inflight[NB * PER];
+static struct managed *inflight[MAXL];
 static int ninflight;
 static unsigned seed;
 
@@ -30,7 +33,7 @@ static unsigned rnd(unsigned n)
     return (seed >> 16) % n;
 }
 
-/* ---- the fake page/: residency is the resident set, as page.c charges it ---- */
+/* ---- the fake page/: residency is the resident set, as residency.c charges it ---- */
 
 static void charge(struct managed *m)
 {
@@ -44,68 +47,91 @@ static void uncharge(struct managed *m)
     bs_sched_charge(m, -1);
 }
 
-CUresult bs_page_prefetch_locked(struct managed *m)
+static void make_resident(struct managed *m)
 {
     if (m->state != RES_DEVICE && !m->busy) {
         charge(m);
         m->state = RES_DEVICE;
     }
-    return CUDA_SUCCESS;
 }
 
-CUresult bs_page_evict_locked(struct managed *m)
+static void evict_if_idle(struct managed *m)
 {
     if (m->state == RES_DEVICE && !m->busy && !m->pinned) {
         m->state = RES_HOST;
         uncharge(m);
     }
-    return CUDA_SUCCESS;
 }
 
-void bs_page_fence_locked(struct managed *m, uint64_t *queued)
+/* pager.c's kick: a pager kicked and not started yet looks at the window when it does. */
+static bool pager_kick(void)
 {
-    (void)m, (void)queued;
-}
-
-uint64_t bs_page_limit_locked(void) { return 1ull << 40; }
-uint64_t bs_page_other_peak_locked(void) { return 0; }
-
-/* Like page.c: a pager already kicked and not started yet is behind, and the
- * launching thread then does the window's work itself. */
-bool bs_page_pager_kick(void)
-{
-    if (pager_pending)
-        return false;
     pager_pending = true;
     return true;
 }
 
-/* ---- the fake pager: one thread, as in page.c. A round evicts what is behind the
- * window, looks again once those are gone, then fills the window; its work stays in
- * flight (busy, and charged: VRAM held) until completed one by one, in any order. */
-
-static enum { IDLE, EVICTING, FETCHING } phase;
-
-static bool start_evictions(void)
+static void catch_up(void)
 {
-    struct managed *ev[NB * PER], *fe[NB * PER];
-    int ne, nf;
-    bs_sched_window_work(ev, &ne, fe, &nf, NB * PER);
-    for (int i = 0; i < ne; i++) {
-        struct managed *m = ev[i];
-        if (m->state == RES_DEVICE && !m->busy && !bs_sched_protected(m))
-            m->busy = true, inflight[ninflight++] = m; /* holds its VRAM till done */
-    }
-    if (ninflight)
-        return true;
+    struct managed *l[MAXL];
+    int n = bs_sched_plan(BS_PLAN_BEHIND, l, MAXL);
+    for (int i = 0; i < n; i++)
+        evict_if_idle(l[i]);
+}
+
+/* residency.c's pg_follow_schedule (fences are no-ops here). */
+static void follow(unsigned act)
+{
+    struct managed *l[MAXL];
+    if (!(act & BS_SCHED_MOVED) || pager_kick() || (act & BS_SCHED_AT_RESIDENT))
+        return;
+    catch_up();
+    int n = bs_sched_plan(BS_PLAN_FETCH, l, MAXL);
+    for (int i = 0; i < n; i++)
+        make_resident(l[i]);
+}
+
+/* ---- the fake pager: one thread, as pager.c. Its work stays in flight (busy, and
+ * charged: VRAM held) until completed one by one, in any order. ---- */
+
+static enum { IDLE, FETCHING, EVICTING } phase;
+
+/* pager_fetch: make_room and resident_add come before the unlocked VMM calls. */
+static bool start_fetches(void)
+{
+    struct managed *fe[MAXL];
+    int nf = bs_sched_plan(BS_PLAN_FETCH, fe, MAXL);
     for (int i = 0; i < nf; i++) {
         struct managed *m = fe[i];
         if (m->state != RES_DEVICE && !m->busy && bs_sched_protected(m)) {
-            charge(m); /* make_room and resident_add come before the unlocked VMM calls */
+            charge(m);
             m->busy = true, inflight[ninflight++] = m;
         }
     }
-    return false;
+    return ninflight > 0;
+}
+
+/* pager_evict: the block left longest ago; it holds its VRAM till done. */
+static bool start_evictions(void)
+{
+    struct managed *ev[MAXL];
+    int ne = bs_sched_plan(BS_PLAN_NEXT_OUT, ev, MAXL);
+    for (int i = 0; i < ne; i++) {
+        struct managed *m = ev[i];
+        if (m->state == RES_DEVICE && !m->busy && !m->pinned && !bs_sched_protected(m))
+            m->busy = true, inflight[ninflight++] = m;
+    }
+    return ninflight > 0;
+}
+
+/* The round's next turn once nothing is in flight: after fills, evictions; after
+ * evictions, fills again; a turn with nothing to evict ends the round. */
+static void next_turn(bool after_fills)
+{
+    if (!after_fills && start_fetches()) {
+        phase = FETCHING;
+        return;
+    }
+    phase = start_evictions() ? EVICTING : IDLE;
 }
 
 /* One piece of the pager's progress. */
@@ -115,28 +141,24 @@ static void pager_step(void)
         if (!pager_pending)
             return;
         pager_pending = false;
-    } else {
-        int i = (int)rnd((unsigned)ninflight);
-        struct managed *m = inflight[i];
-        inflight[i] = inflight[--ninflight];
-        m->busy = false;
-        if (m->state == RES_DEVICE) { /* an eviction */
-            m->state = RES_HOST;
-            uncharge(m);
-        } else {
-            m->state = RES_DEVICE;
-        }
-        if (ninflight)
-            return;
-        if (phase == FETCHING) {
-            phase = IDLE;
-            return;
-        }
+        next_turn(false);
+        return;
     }
-    phase = start_evictions() ? EVICTING : ninflight ? FETCHING : IDLE;
+    int i = (int)rnd((unsigned)ninflight);
+    struct managed *m = inflight[i];
+    inflight[i] = inflight[--ninflight];
+    m->busy = false;
+    if (m->state == RES_DEVICE) { /* an eviction */
+        m->state = RES_HOST;
+        uncharge(m);
+    } else {
+        m->state = RES_DEVICE;
+    }
+    if (!ninflight)
+        next_turn(phase == FETCHING);
 }
 
-/* The pager works until it is idle (what a launch waiting on page_cv sees). */
+/* The pager works until it is idle (what a launch waiting on idle_cv sees). */
 static void pager_drain(void)
 {
     while (pager_pending || phase != IDLE)
@@ -171,20 +193,27 @@ static void check_promise(void)
 static bool launch(int b)
 {
     bool ready = true;
-    for (int j = 0; j < PER; j++)
-        bs_sched_use(&mem[b][j]);
-    check_promise();
+    for (int j = 0; j < PER; j++) {
+        follow(bs_sched_use(&mem[b][j]));
+        check_promise();
+    }
+    /* ops.c's wait_for_pager: what the pager works on is waited for; a swapped member
+     * not in VRAM waits for the pager to be idle, then the blocks behind go. */
+    bool busy = false, late = false;
     for (int j = 0; j < PER; j++) {
         struct managed *m = &mem[b][j];
-        if (m->busy || m->state != RES_DEVICE)
-            ready = false;
-        if (m->busy || (m->state != RES_DEVICE && bs_sched_swapped_member(m)))
-            pager_drain(); /* the late path waits for the pager, then catches up */
-        if (m->state != RES_DEVICE) {
-            bs_sched_catch_up();
-            check_promise();
-            bs_page_prefetch_locked(m); /* make_resident */
-        }
+        ready &= !m->busy && m->state == RES_DEVICE;
+        busy |= m->busy;
+        late |= m->state != RES_DEVICE && bs_sched_swapped_member(m);
+    }
+    if (busy || late)
+        pager_drain();
+    if (late) {
+        catch_up();
+        check_promise();
+    }
+    for (int j = 0; j < PER; j++) { /* make_ready */
+        make_resident(&mem[b][j]);
         check_promise();
     }
     return ready;
@@ -208,7 +237,8 @@ static void setup(int placement)
             m->size = m->padded = 1 << 20;
             m->state = RES_HOST;
             m->host_valid = true;
-            m->resident_index = m->stack = m->block = m->tag = m->fp_slot = -1;
+            m->resident_index = m->fp_slot = -1;
+            m->sched.stack = m->sched.block = m->sched.tag = -1;
             bs_sched_tag(m, b);
         }
     bs_cfg.blocks_to_swap = 4;
@@ -218,6 +248,7 @@ static void setup(int placement)
     bs_cfg.pager_thread = true;
     for (int b = 0; b < NB; b++)
         swapped_block[b] = placement == BS_PLACEMENT_SPREAD ? b % 2 == 1 : b >= NB - 4;
+    bs_sched_budget(1ull << 40, 0);
     pager_pending = false;
     phase = IDLE;
     ninflight = 0;

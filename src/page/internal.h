@@ -1,0 +1,154 @@
+/* page/internal.h: page/'s state, one struct, and what its files share: residency.c
+ * (budget, victims, map, fill, the one eviction path), pager.c (its thread), ops.c (the
+ * entry points interpose/ calls), admin.c (pin, tag, stats, control). Nobody outside
+ * page/ includes this. */
+#ifndef BS_PAGE_INTERNAL_H
+#define BS_PAGE_INTERNAL_H
+
+#include "bs.h"
+#include "page/page.h"
+#include "schedule/schedule.h"
+
+#include <pthread.h>
+
+#define PG_MAX_STREAMS 64
+#define PG_HASH_BITS 12
+/* Scratch events: [0] a stream's point, [1] a destroyed stream, [2..] the stream waits
+ * of one fence or eviction, and the last, the progress of an eviction on the launching
+ * thread (which needs no event of its own, so it cannot fail for lack of one). */
+#define PG_SCRATCH (PG_MAX_STREAMS + 3)
+#define PG_SCRATCH_EVICT (PG_SCRATCH - 1)
+
+/* An application stream that used managed memory. A per-thread default stream means a
+ * different stream on each thread, and no other thread can record on it: its slot
+ * belongs to one thread and carries an event recorded after that thread's every
+ * operation on managed memory, which eviction waits on instead. */
+struct stream_slot {
+    CUstream s;
+    pthread_t owner;  /* per_thread only */
+    bool per_thread;
+    bool capturing;
+    bool gone;        /* destroyed by the application: free for another stream */
+    CUevent last;     /* per_thread only */
+};
+
+struct page_state {
+    pthread_mutex_t lock;
+    pthread_cond_t idle_cv;  /* an allocation stopped being busy, or the pager went idle */
+    int nbusy;               /* allocations the pager works on outside the lock */
+    /* Set while the pager waits for the lock: launch paths hand it over when they end,
+     * or a busy application thread could keep it from the pager indefinitely. */
+    int pager_waiting;
+    struct {
+        pthread_cond_t cv;   /* the pager has work */
+        bool started, pending, stopping;
+        bool round;          /* between the fills and evictions of one window change */
+    } pager;
+
+    /* Set-up, in the application's current context. */
+    bool ready;
+    CUcontext ctx;
+    CUstream h2d, d2h, fps; /* the shim's own streams: copies in, evictions, fingerprints */
+    CUevent scratch[PG_SCRATCH];
+    size_t granularity;
+    CUmemAllocationProp prop;
+
+    /* The budget, in bytes. */
+    uint64_t vram_limit, host_limit;
+    uint64_t resident_bytes, unmanaged_bytes, host_bytes, managed_bytes, managed_count;
+    /* Activations and the like: unmanaged plus resident managed memory that was not
+     * loaded from the host. Its peak is the headroom block scheduling leaves. */
+    uint64_t resident_unloaded, other_peak;
+    uint64_t peak_used, peak_host; /* high-water marks of resident + unmanaged, host_bytes */
+    uint64_t tick;                 /* uses, for the victim choice */
+
+    struct stream_slot slots[PG_MAX_STREAMS];
+    int nslots;
+    struct managed **resident; /* the resident set: mapped, being filled or evicted */
+    int nresident, cap_resident;
+    struct managed *table[1u << PG_HASH_BITS]; /* every managed allocation, by base */
+};
+extern struct page_state bs_pg;
+
+/* ---- residency.c ---- */
+struct managed *pg_find(uint64_t va);
+void pg_insert(struct managed *m);
+void pg_remove(struct managed *m);
+const char *pg_err(CUresult r);
+CUstream pg_norm_stream(CUstream s, unsigned flags);
+/* The slot of stream s (made on first use), or -1 when none is left. */
+int pg_slot_of(CUstream s);
+CUresult pg_setup_locked(void);
+CUresult pg_ensure_host(struct managed *m);
+/* Blocks until ev completed; falls back to the whole context when it cannot. */
+CUresult pg_wait_event(CUevent ev);
+/* Blocks until the point the application reached on s is done. */
+CUresult pg_wait_stream_point(CUstream s);
+bool pg_resident_add(struct managed *m);
+void pg_resident_del(struct managed *m);
+/* Unmanaged VRAM joins the budget (its peaks too). */
+void pg_unmanaged_add(uint64_t bytes);
+/* Makes room for need bytes within the limit, evicting victims other than keep[]. */
+CUresult pg_make_room(uint64_t need, struct managed *const *keep, int nkeep, const char *what);
+CUresult pg_make_resident(struct managed *m, struct managed *const *keep, int nkeep,
+                          bool capturing);
+/* Maps m->phys behind m's VA with access; outside the lock only while m is busy. */
+CUresult pg_map(struct managed *m);
+void pg_unmap(struct managed *m);
+/* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
+CUresult pg_start_fill(struct managed *m, bool capturing);
+/* Waits until m's page-in (and its fingerprint) is done. */
+CUresult pg_fill_wait(struct managed *m);
+void pg_note_use(struct managed *m, int slot, bool write);
+/* Queues on the D2H stream the waits for the work that used m so far (see pg_evict). */
+void pg_fence(struct managed *m, uint64_t *queued);
+
+/* One eviction, in phases, so that the pager can wait with the lock released and the
+ * launching thread without: start (lock held) queues the waits for m's users, the
+ * fingerprint or the write-back, and records e->done; settle (lock held, e->done
+ * reached) compares the fingerprint and queues the write-back it finds due; release
+ * (e->done reached, lock held or m busy) unmaps; finish (lock held) updates the state.
+ * A phase that fails leaves m resident and unchanged for a later eviction. */
+struct eviction {
+    struct managed *m;
+    CUevent done;  /* its progress on the D2H stream: m->done for the pager */
+    bool fp_check; /* the fingerprint at eviction was queued */
+    bool copied;   /* the write-back was queued */
+};
+CUresult pg_evict_start(struct eviction *e);
+/* Sets *again when it queued a write-back: wait for e->done again before release. */
+CUresult pg_evict_settle(struct eviction *e, bool *again);
+CUresult pg_evict_release(struct eviction *e);
+void pg_evict_finish(struct eviction *e);
+/* All phases on this thread, lock held throughout. */
+CUresult pg_evict(struct managed *m);
+/* Evicts m when it is resident, idle and not pinned; `copy` copies it back changed or
+ * not (the sync policy's way). */
+CUresult pg_evict_if_idle(struct managed *m, bool copy);
+/* Acts on bs_sched_use's answer. */
+void pg_follow_schedule(unsigned act);
+/* Evicts, on this thread, the swapped blocks behind the window. */
+void pg_catch_up(void);
+
+/* ---- pager.c ---- */
+extern BS_TLS bool pg_on_pager;
+/* Wakes the pager to bring residency in line with the window; false when no thread
+ * could be started (the caller then does the work itself). */
+bool pg_pager_kick(void);
+void pg_pager_lock(void);
+void pg_wait_idle(struct managed *m);
+void pg_busy_begin(struct managed *m);
+void pg_busy_end(struct managed *m);
+
+/* ---- fingerprint.c ---- */
+#define BS_FP_SLOTS 8192 /* managed allocations fingerprinted at once; the rest are copied back */
+#define BS_FP_DEVICE_BYTES (BS_FP_SLOTS * 16)
+bool bs_fp_setup(void);
+int bs_fp_slot_get(void);
+void bs_fp_slot_put(int slot);
+CUresult bs_fp_launch(int slot, int which, uint64_t va, uint64_t size, CUstream s);
+CUresult bs_fp_fetch(int slot, CUstream s);
+bool bs_fp_equal(int slot);
+void bs_fp_reset(void);
+
+#endif
