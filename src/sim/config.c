@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_SIZE, K_GBPS, K_NS, K_BOOL, K_PATH };
+enum kind { K_SIZE, K_GBPS, K_NS, K_BOOL, K_PATH, K_RACE };
 
 static const struct option {
     const char *name;
@@ -24,6 +24,7 @@ static const struct option {
     {"CUDASIM_API_NS", K_NS, "0", "a whole number of nanoseconds, 0 or more"},
     {"CUDASIM_VERBOSE", K_BOOL, "0", "0 or 1"},
     {"CUDASIM_RACECHECK", K_BOOL, "1", "0 or 1"},
+    {"CUDASIM_RACE", K_RACE, "order", "order or time"},
     {"CUDASIM_REPORT", K_PATH, "", "a file path (empty: no report)"},
 };
 
@@ -95,6 +96,13 @@ static int parse(const struct option *o, const char *s, struct cudasim_config *c
             cfg->verbose = s[0] == '1';
         else
             cfg->racecheck = s[0] == '1';
+        return 0;
+    case K_RACE:
+        /* order: a release must be ordered after every use (happens-before); time:
+         * only uses still running in virtual time count (the old, weaker check). */
+        if (strcmp(s, "order") && strcmp(s, "time"))
+            return -EINVAL;
+        cfg->race_time = s[0] == 't';
         return 0;
     case K_PATH:
         if (strlen(s) >= sizeof(cfg->report_path))

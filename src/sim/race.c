@@ -161,18 +161,26 @@ void cudasim_race_access(const struct sim_op_info *op, uintptr_t lo, uintptr_t h
     }
 }
 
+/* Host-side release (cuMemFree, cuMemUnmap, ...). By default order-based: every
+ * remembered use must be ordered before the release by what the host learned through
+ * its own synchronisation (cuStreamSynchronize, cuEventSynchronize or a successful
+ * cuEventQuery/cuStreamQuery, cuCtxSynchronize, a synchronous call); whether the use
+ * happens to be over in virtual time does not matter, since on hardware nothing
+ * bounds how late it runs. CUDASIM_RACE=time keeps the old, weaker rule: only uses
+ * still running at the host's virtual present count. */
 void cudasim_race_host_release(const char *api, struct sim_range *r, uintptr_t lo, uintptr_t hi)
 {
     const struct sim_vc *host = &G.agents[0].vc;
     for (uint32_t i = 0; i < r->nhist; i++) {
         const struct sim_acc *a = &r->hist[i];
-        if (a->hi <= lo || a->lo >= hi)
+        if (a->hi <= lo || a->lo >= hi || ordered_before(a, host))
             continue;
-        /* In use: ends after the host's present and the host never waited for it. */
-        if (a->end_ns > G.host_ns && !ordered_before(a, host)) {
-            char an[64];
-            describe_agent(a->agent, an, sizeof(an));
-            G.in_use_frees++;
+        if (G.cfg.race_time && a->end_ns <= G.host_ns)
+            continue;
+        char an[64];
+        describe_agent(a->agent, an, sizeof(an));
+        G.in_use_frees++;
+        if (G.cfg.race_time)
             cudasim_error("%s of 0x%llx-0x%llx while %s %s (op #%llu) on %s may still use "
                           "0x%llx-0x%llx: it ends at %llu ns, the host is at %llu ns and has not "
                           "synchronised with it (cuStreamSynchronize, cuEventSynchronize or "
@@ -181,8 +189,17 @@ void cudasim_race_host_release(const char *api, struct sim_range *r, uintptr_t l
                           (unsigned long long)a->seq, an, (unsigned long long)a->lo,
                           (unsigned long long)a->hi, (unsigned long long)a->end_ns,
                           (unsigned long long)G.host_ns);
-            return; /* one report per release */
-        }
+        else
+            cudasim_error("%s of 0x%llx-0x%llx while %s %s (op #%llu) on %s, which uses "
+                          "0x%llx-0x%llx, is not ordered before the release: the host has not "
+                          "synchronised with it (cuStreamSynchronize, cuEventSynchronize on an "
+                          "event recorded after it, or cuCtxSynchronize first); it ends at %llu ns "
+                          "in virtual time, the host is at %llu ns",
+                          api, (unsigned long long)lo, (unsigned long long)hi, a->kind, a->name,
+                          (unsigned long long)a->seq, an, (unsigned long long)a->lo,
+                          (unsigned long long)a->hi, (unsigned long long)a->end_ns,
+                          (unsigned long long)G.host_ns);
+        return; /* one report per release */
     }
 }
 

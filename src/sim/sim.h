@@ -69,6 +69,7 @@ struct cudasim_config {
     uint64_t api_ns;
     bool verbose;
     bool racecheck;
+    bool race_time; /* CUDASIM_RACE=time: in-use releases judged by virtual time */
     char report_path[4096];
 };
 

@@ -1,7 +1,10 @@
 /* sim: memory that a kernel reaches only through pointers stored in device memory is
  * invisible to any interposer; blockswap_pin keeps it resident so such a kernel works
  * under a tight BLOCKSWAP_VRAM_LIMIT while other memory is paged around it.
- * Run with BLOCKSWAP_VRAM_LIMIT=13M: 12 MiB of managed memory and the small rest. */
+ * Run with BLOCKSWAP_VRAM_LIMIT=13M: W, x and y (8 MiB, pinned) plus one of the 4 MiB
+ * buffers z and z2 fit, both do not. Filling z and then z2 between pinning and the
+ * indirect kernel evicts something; without the pin the least recently used, W, would
+ * go, and the kernel would read unmapped memory. */
 #include "kit.h"
 
 int main(void)
@@ -31,12 +34,18 @@ int main(void)
     CHECK(BS_API_FN(blockswap_is_resident)(W + 100) == 1);
     CHECK(BS_API_FN(blockswap_pin)(ptrs, 1) == -ENOENT); /* small: not managed */
 
-    /* Other memory pages around the pinned set: z needs VRAM, W/x/y cannot go. */
+    /* Other memory pages around the pinned set: z and z2 both need VRAM, only one
+     * fits beside W/x/y, and W/x/y cannot go. */
     CUfunction fill = kit_fn(&k, "bs_fill_u32");
     uint32_t v = 1;
     uint64_t n = (4 << 20) / 4;
-    void *fp[] = { &z, &v, &n };
+    void *fp[] = { &z, &v, &n }, *fp2[] = { &z2, &v, &n };
     CHECK_CU(kit_launch(fill, NULL, fp));
+    CHECK_CU(kit_launch(fill, NULL, fp2));
+    struct blockswap_stats st;
+    CHECK(BS_API_FN(blockswap_get_stats)(&st) == 0);
+    CHECK(st.evictions >= 1); /* the pressure is real: z made room for z2 */
+    uint64_t evictions = st.evictions;
 
     CUdeviceptr hp[3] = { y, W, x };
     CHECK_CU(cuMemcpyHtoD(ptrs, hp, sizeof(hp)));
@@ -55,13 +64,11 @@ int main(void)
 
     /* Unpinned, it can be evicted again; its contents survive. */
     CHECK(BS_API_FN(blockswap_pin)(W, 0) == 0);
-    void *fp2[] = { &z2, &v, &n };
-    CHECK_CU(kit_launch(fill, NULL, fp2));
+    CHECK_CU(kit_launch(fill, NULL, fp));
     CHECK_CU(cuMemcpyDtoH(hw, W, 4096));
     CHECK(hw[1] == -2.0f);
-    struct blockswap_stats st;
     CHECK(BS_API_FN(blockswap_get_stats)(&st) == 0 && st.resident_bytes <= (12u << 20));
-    CHECK(st.evictions >= 1);
+    CHECK(st.evictions > evictions);
     printf("pinned indirect gemv ok\n");
     return 0;
 }

@@ -1,7 +1,9 @@
 /* sim: an application that creates a stream, uses weights on it and destroys it while
  * its work is still queued, 100 times, under a VRAM limit that evicts those weights
  * again and again (PyTorch code that makes a stream per task does this). Evictions must
- * still wait for the dead streams' work (the race checker says whether they did),
+ * still wait for the dead streams' work (the race checker says whether they did: the
+ * checksum kernels are short and over in virtual time long before their weight is
+ * unmapped, so only its order-based check, the default, sees a missing wait),
  * without synchronising the whole context, and the 64 stream slots must not run out
  * (a weight used on a stream without a slot is pinned, and the limit is then hit).
  * Prints the checksum of all results. */
