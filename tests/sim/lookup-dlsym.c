@@ -30,8 +30,15 @@ int main(void)
     for (unsigned i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
         CHECK(strcmp(kit_owner(sym(h, plain[i])), "cuda") == 0);
     CHECK(dlsym(h, "cuNoSuchFunction") == NULL);
+    /* A hooked name in a library that does not define it: NULL, as without the shim
+     * (a wrapper there would call a driver function that may not exist). */
+    void *libm = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+    CHECK(libm != NULL);
+    CHECK(dlsym(libm, "cuMemAlloc_v2") == NULL && dlsym(libm, "cuLaunchKernel") == NULL);
 
-    /* dlvsym: the driver's symbols are unversioned; any version name matches them. */
+    /* dlvsym: the driver's symbols are unversioned, and glibc finds none of them by a
+     * version name (NULL, with or without the shim); a C library that does find one
+     * must get the wrapper. */
     void *pv = dlvsym(h, "cuMemFree_v2", "GLIBC_2.2.5");
     if (pv)
         CHECK(strcmp(kit_owner(pv), "blockswap") == 0);

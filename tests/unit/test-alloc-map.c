@@ -4,6 +4,10 @@
 #include "cutest.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 static void insert(uint64_t base, uint64_t size)
 {
@@ -114,6 +118,74 @@ static void lookups_are_safe_during_updates(void)
         pthread_join(t[i], NULL);
 }
 
+/* A lookup that a writer interrupts must start over. Here the writer is a signal
+ * handler on the reading thread, run by a 20 us timer at whatever instruction of the
+ * lookup it lands on, that moves one allocation between the two halves of a 2 MiB
+ * chunk: [M, M+1M) <-> [M+1M, M+2M), always in the same slot of the same (recycled)
+ * bucket. The address M + 512K is in the first or in none; a reader that does not
+ * retry can pass the base test on the old slot and read the new one, then answer
+ * M + 1M, which lies above the address. (Not under ThreadSanitizer: the handler
+ * allocates, which it reports as unsafe in a signal handler.) */
+#define MOVE_BASE 0x300000000000ull
+static volatile sig_atomic_t moved_high, interrupts;
+
+static void move_allocation(int sig)
+{
+    (void)sig;
+    uint64_t from = moved_high ? MOVE_BASE + (1 << 20) : MOVE_BASE;
+    uint64_t to = moved_high ? MOVE_BASE : MOVE_BASE + (1 << 20);
+    struct bs_alloc_rec r = { .base = to, .size = 1 << 20, .api = 1 };
+    if (bs_alloc_map_remove(from, NULL) != 0 || bs_alloc_map_insert(&r) != 0)
+        _exit(1);
+    moved_high = !moved_high;
+    interrupts++;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void interrupted_lookups_retry(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    return;
+#endif
+#endif
+    insert(MOVE_BASE, 1 << 20);
+    struct sigaction sa = { .sa_handler = move_allocation }, old;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGALRM, &sa, &old) == 0);
+    struct itimerval tv = { { 0, 20 }, { 0, 20 } }, off = { { 0, 0 }, { 0, 0 } };
+    CHECK(setitimer(ITIMER_REAL, &tv, NULL) == 0);
+    const uint64_t q = MOVE_BASE + (512 << 10);
+    unsigned long bad = 0, lookups = 0;
+    double end = now_s() + 2.0;
+    while (interrupts < 20000 && !bad) {
+        for (int i = 0; i < 4096; i++) {
+            uint64_t b = 0;
+            if (bs_alloc_map_lookup(q, &b) && b != MOVE_BASE)
+                bad++;
+        }
+        lookups += 4096;
+        if (now_s() > end)
+            break;
+    }
+    CHECK(setitimer(ITIMER_REAL, &off, NULL) == 0);
+    CHECK(sigaction(SIGALRM, &old, NULL) == 0);
+    if (bad) {
+        fprintf(stderr, "a lookup interrupted by a move answered a base above the address "
+                "(%lu of %lu lookups, %d moves)\n", bad, lookups, (int)interrupts);
+        exit(1);
+    }
+    CHECK(bs_alloc_map_remove(moved_high ? MOVE_BASE + (1 << 20) : MOVE_BASE, NULL) == 0);
+}
+
 int main(void)
 {
     bs_log_set_level(BS_LOG_ERROR);
@@ -122,6 +194,7 @@ int main(void)
     high_addresses_and_overlaps();
     range_removal_takes_only_mappings_inside();
     lookups_are_safe_during_updates();
+    interrupted_lookups_retry();
     bs_alloc_map_reset();
     CHECK(at(0x500000000000ull + 512 + 7, 0));
     return 0;
