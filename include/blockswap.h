@@ -106,6 +106,13 @@ int blockswap_tag_block(uint64_t addr, int block);
  * tracing, time stalled, overlap and a hint when a setting looks wrong. Returns 0. */
 int blockswap_log_summary(void);
 
+/* Diagnostics: whether blockswap sees an application's calls and kernels. They are
+ * public because a user needs them to check that an application (a new PyTorch, a
+ * custom Triton or CUDA kernel) is fully followed before trusting it to paging:
+ * scripts/gpu/coverage.py compares blockswap_hook_calls with what the profiler saw, and
+ * blockswap_last_launch says which allocations a kernel's parameters were found to
+ * point into. Neither changes anything. */
+
 /* Calls that reached the shim through the named hooked entry point, e.g.
  * "cuMemAlloc_v2" or "cuLaunchKernel_ptsz". Returns -1 when name is not hooked. */
 int64_t blockswap_hook_calls(const char *name);

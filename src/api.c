@@ -1,5 +1,6 @@
-/* api.c: the public blockswap_* functions of include/blockswap.h. Read-only views
- * of track/ and interpose/ state; safe to call from any thread at any time. */
+/* api.c: the public blockswap_* functions of include/blockswap.h: views of track/'s,
+ * interpose/'s and page/'s state, and the requests (pin, tag) page/ carries out; safe to
+ * call from any thread at any time. */
 #include "bs.h"
 #include "blockswap.h"
 

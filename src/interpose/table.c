@@ -1,7 +1,7 @@
 /* interpose/table.c: the real-function table generated from hooks.def, lazy run-once
  * initialisation (config, log, driver resolution), hook lookup by name and by real
- * pointer, per-hook call counters, and the generated pass-through wrappers.
- * It owns no tracking state: that lives in track/. */
+ * pointer, and fork handling. The wrappers are hand-written (wrappers.c, copies.c) and
+ * the call counters live in track/stats.c; it owns no tracking state. */
 #define _GNU_SOURCE
 #include "bs.h"
 
