@@ -80,6 +80,10 @@ struct blockswap_stats {
     uint64_t transfer_out_ns;     /* write-backs of changed block weights */
     uint64_t compute_ns;          /* first to last kernel touching each block, summed */
     uint64_t stall_ns;            /* compute streams idle, waiting for block weights */
+    /* Physical VRAM kept for reuse (unmapped, counted against the limit, given back
+     * first under pressure), and handles created, reused and released since start. */
+    uint64_t vram_pooled_bytes;
+    uint64_t phys_created, phys_reused, phys_released;
 };
 
 /* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */

@@ -355,6 +355,7 @@ struct bs_ctl_evict {
 struct bs_ctl_trim {
     uint64_t freed, freed_bytes;     /* host backings released */
     uint64_t kept, kept_bytes;       /* host backings still needed (swapped blocks) */
+    uint64_t vram_returned_bytes;    /* pooled VRAM released to the driver */
 };
 int bs_page_ctl_evict(struct bs_ctl_evict *out);
 int bs_page_ctl_trim(struct bs_ctl_trim *out);

@@ -141,12 +141,12 @@ static int do_trim(struct bs_buf *o)
     struct blockswap_stats st;
     memset(&st, 0, sizeof(st));
     blockswap_get_stats(&st);
-    /* The shim caches no VRAM of its own: evicted memory is released at once. */
     bs_buf_add(o, "{\"ok\":true,\"command\":\"trim\",\"host_freed\":%llu,\"host_freed_bytes\":%llu,"
-        "\"host_kept\":%llu,\"host_kept_bytes\":%llu,\"vram_returned_bytes\":0,"
+        "\"host_kept\":%llu,\"host_kept_bytes\":%llu,\"vram_returned_bytes\":%llu,"
         "\"host_backing_bytes\":%llu", (unsigned long long)t.freed,
         (unsigned long long)t.freed_bytes, (unsigned long long)t.kept,
-        (unsigned long long)t.kept_bytes, (unsigned long long)st.host_backing_bytes);
+        (unsigned long long)t.kept_bytes, (unsigned long long)t.vram_returned_bytes,
+        (unsigned long long)st.host_backing_bytes);
     return finish(o);
 }
 

@@ -76,6 +76,10 @@ void bs_page_stats(struct blockswap_stats *st)
     st->vram_limit = PG.ready ? PG.vram_limit : 0;
     st->peak_vram_bytes = PG.peak_used;
     st->peak_host_backing_bytes = PG.peak_host;
+    st->vram_pooled_bytes = PG.pool.bytes;
+    st->phys_created = PG.pool.created;
+    st->phys_reused = PG.pool.reused;
+    st->phys_released = PG.pool.released;
     struct bs_trace_totals t;
     bs_trace_totals(&t);
     st->steps_traced = t.steps;
@@ -90,10 +94,15 @@ void bs_page_stats(struct blockswap_stats *st)
 /* pre: free_b and total hold the driver's figures. */
 void bs_page_meminfo(size_t *free_b, size_t *total)
 {
-    if (bs_cfg.meminfo == BS_MEMINFO_REAL)
-        return;
     pthread_mutex_lock(&PG.lock);
+    if (bs_cfg.meminfo == BS_MEMINFO_REAL) {
+        /* The driver's figures, but what the pool holds is free to the application. */
+        *free_b += PG.pool.bytes;
+        pthread_mutex_unlock(&PG.lock);
+        return;
+    }
     if (pg_setup_locked() == CUDA_SUCCESS) {
+        /* Pooled VRAM is free to the application: the first thing given back. */
         uint64_t used = PG.resident_bytes + PG.unmanaged_bytes;
         uint64_t vram_free = PG.vram_limit > used ? PG.vram_limit - used : 0;
         if (bs_cfg.meminfo == BS_MEMINFO_LIMIT) {
@@ -126,6 +135,7 @@ void bs_page_reset(void)
     PG.h2d = PG.d2h = PG.fps = NULL;
     memset(PG.scratch, 0, sizeof(PG.scratch));
     memset(PG.table, 0, sizeof(PG.table));
+    memset(&PG.pool, 0, sizeof(PG.pool)); /* the parent's handles */
     PG.nresident = PG.nslots = 0;
     PG.resident_bytes = PG.unmanaged_bytes = PG.host_bytes = PG.managed_bytes = 0;
     PG.managed_count = 0;
@@ -181,7 +191,7 @@ out:
     return 0;
 }
 
-/* Host backing is released where nothing needs it: stale copies (the device copy
+/* Pooled VRAM goes back to the driver. Host backing is released where nothing needs it: stale copies (the device copy
  * changed), allocations never written, and resident memory that stays resident. A
  * resident allocation whose host copy was valid then counts as changed, so its next
  * eviction copies it back (once: from then on elision works again). Swapped blocks
@@ -192,6 +202,7 @@ int bs_page_ctl_trim(struct bs_ctl_trim *out)
     pthread_mutex_lock(&PG.lock);
     if (!ctl_enter_locked())
         goto out;
+    out->vram_returned_bytes = pg_pool_release(UINT64_MAX);
     for (unsigned h = 0; h < BS_ARRAY_SIZE(PG.table); h++) {
         for (struct managed *m = PG.table[h]; m; m = m->hash_next) {
             if (!m->host || m->busy || m->state == RES_HOST)

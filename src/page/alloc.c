@@ -150,7 +150,7 @@ static CUresult managed_free(struct managed *m, CUstream s, unsigned flags)
         /* Nothing needs copying back: the contents die with the allocation. */
         m->dirty = false;
         m->host_valid = true;
-        if ((r = pg_evict(m)) != CUDA_SUCCESS)
+        if ((r = pg_evict_for_free(m)) != CUDA_SUCCESS)
             return r;
     }
     bs_alloc_map_remove(m->va, NULL);

@@ -32,6 +32,12 @@ struct stream_slot {
     CUevent last;     /* per_thread only */
 };
 
+/* A physical handle kept for reuse (pool.c). */
+struct pool_entry {
+    uint64_t size;
+    CUmemGenericAllocationHandle handle;
+};
+
 struct page_state {
     pthread_mutex_t lock;
     pthread_cond_t idle_cv;  /* an allocation stopped being busy, or the pager went idle */
@@ -67,6 +73,14 @@ struct page_state {
     struct managed **resident; /* the resident set: mapped, being filled or evicted */
     int nresident, cap_resident;
     struct managed *table[1u << PG_HASH_BITS]; /* every managed allocation, by base */
+
+    /* Physical memory unmapped and kept for the next fill of its size (pool.c). */
+    struct {
+        struct pool_entry *v;
+        int n, cap;
+        uint64_t bytes;                     /* counted against the budget */
+        uint64_t created, reused, released; /* handles, since start */
+    } pool;
 };
 extern struct page_state bs_pg;
 
@@ -94,6 +108,7 @@ CUresult pg_make_resident(struct managed *m, struct managed *const *keep, int nk
                           bool capturing);
 /* Maps m->phys behind m's VA with access; outside the lock only while m is busy. */
 CUresult pg_map(struct managed *m);
+/* Undoes pg_map (a fill that failed); the handle is pooled. */
 void pg_unmap(struct managed *m);
 /* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
 CUresult pg_start_fill(struct managed *m, bool capturing);
@@ -111,6 +126,7 @@ void pg_fence(struct managed *m, uint64_t *queued);
  * A phase that fails leaves m resident and unchanged for a later eviction. */
 struct eviction {
     struct managed *m;
+    bool drop;     /* release the physical memory rather than pool it (a free) */
     CUevent done;  /* its progress on the D2H stream: m->done for the pager */
     bool fp_check; /* the fingerprint at eviction was queued */
     bool copied;   /* the write-back was queued */
@@ -120,8 +136,10 @@ CUresult pg_evict_start(struct eviction *e);
 CUresult pg_evict_settle(struct eviction *e, bool *again);
 CUresult pg_evict_release(struct eviction *e);
 void pg_evict_finish(struct eviction *e);
-/* All phases on this thread, lock held throughout. */
+/* All phases on this thread, lock held throughout; the physical memory is pooled. */
 CUresult pg_evict(struct managed *m);
+/* The same for an allocation being freed: its physical memory goes back to the driver. */
+CUresult pg_evict_for_free(struct managed *m);
 /* Evicts m when it is resident, idle and not pinned; `copy` copies it back changed or
  * not (the sync policy's way). */
 CUresult pg_evict_if_idle(struct managed *m, bool copy);
@@ -129,6 +147,16 @@ CUresult pg_evict_if_idle(struct managed *m, bool copy);
 void pg_follow_schedule(unsigned act);
 /* Evicts, on this thread, the swapped blocks behind the window. */
 void pg_catch_up(void);
+
+/* ---- pool.c ---- */
+/* Takes a pooled handle of m's size into m->phys; false when there is none. */
+bool pg_pool_take(struct managed *m);
+/* Keeps m->phys (unmapped) for reuse. */
+void pg_pool_give(struct managed *m);
+/* Releases pooled handles, oldest first, until want bytes are freed; returns how many. */
+uint64_t pg_pool_release(uint64_t want);
+/* cuMemCreate for m->phys; when the driver is short, gives the pool back and retries. */
+CUresult pg_phys_create(struct managed *m);
 
 /* ---- pager.c ---- */
 extern BS_TLS bool pg_on_pager;

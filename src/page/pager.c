@@ -56,6 +56,7 @@ static int pager_evict(struct managed **list, int n)
         if (!m->done && bs_drv.cuEventCreate(&m->done, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
             continue;
         ev[k].m = m;
+        ev[k].drop = false;
         ev[k].done = m->done;
         if (pg_evict_start(&ev[k]) != CUDA_SUCCESS)
             continue; /* it stays resident */
@@ -92,16 +93,21 @@ static int pager_evict(struct managed **list, int n)
  * Returns whether it released the lock. */
 static bool pager_fetch(struct managed **list, int n)
 {
-    static bool mapped[PAGER_BATCH];
+    static bool mapped[PAGER_BATCH], pooled[PAGER_BATCH], created[PAGER_BATCH];
     int k = 0;
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];
         /* The window may have moved on while the evictions were waited for. */
         if (m->state == RES_DEVICE || m->busy || !bs_sched_protected(m))
             continue;
-        if (pg_make_room(m->padded, list, n, "prefetch") != CUDA_SUCCESS || !pg_resident_add(m))
+        bool p = pg_pool_take(m); /* before make_room, so that the room counts it */
+        if (pg_make_room(m->padded, list, n, "prefetch") != CUDA_SUCCESS || !pg_resident_add(m)) {
+            if (p)
+                pg_pool_give(m);
             break; /* no room yet: the block is paged in when it is used */
+        }
         pg_busy_begin(m);
+        pooled[k] = p;
         list[k++] = m;
     }
     n = k;
@@ -110,10 +116,13 @@ static bool pager_fetch(struct managed **list, int n)
     pthread_mutex_unlock(&PG.lock);
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];
-        mapped[i] = bs_real.cuMemCreate(&m->phys, m->padded, &PG.prop, 0) == CUDA_SUCCESS &&
-                    pg_map(m) == CUDA_SUCCESS;
+        created[i] = !pooled[i] &&
+                     bs_real.cuMemCreate(&m->phys, m->padded, &PG.prop, 0) == CUDA_SUCCESS;
+        mapped[i] = (pooled[i] || created[i]) && pg_map(m) == CUDA_SUCCESS;
     }
     pg_pager_lock();
+    for (int i = 0; i < n; i++)
+        PG.pool.created += created[i];
     bs_trace_in_batch(true);
     for (int i = 0; i < n; i++) {
         struct managed *m = list[i];

@@ -110,6 +110,7 @@ static void page_exit(void)
     PG.pager.stopping = true;
     while (PG.nbusy)
         pthread_cond_wait(&PG.idle_cv, &PG.lock);
+    pg_pool_release(UINT64_MAX);
     bs_trace_close();
     pthread_mutex_unlock(&PG.lock);
 }
@@ -238,8 +239,8 @@ static void note_peaks(void)
         PG.other_peak = PG.resident_unloaded + PG.unmanaged_bytes;
         bs_sched_budget(PG.vram_limit, PG.other_peak);
     }
-    if (PG.resident_bytes + PG.unmanaged_bytes > PG.peak_used)
-        PG.peak_used = PG.resident_bytes + PG.unmanaged_bytes;
+    if (PG.resident_bytes + PG.unmanaged_bytes + PG.pool.bytes > PG.peak_used)
+        PG.peak_used = PG.resident_bytes + PG.unmanaged_bytes + PG.pool.bytes;
 }
 
 void pg_unmanaged_add(uint64_t bytes)
@@ -323,7 +324,13 @@ static struct managed *pick_victim(struct managed *const *keep, int nkeep)
 
 CUresult pg_make_room(uint64_t need, struct managed *const *keep, int nkeep, const char *what)
 {
-    while (PG.resident_bytes + PG.unmanaged_bytes + need > PG.vram_limit) {
+    for (;;) {
+        uint64_t used = PG.resident_bytes + PG.unmanaged_bytes + PG.pool.bytes;
+        if (used + need <= PG.vram_limit)
+            break;
+        /* Pooled memory goes before anything is evicted. */
+        if (PG.pool.bytes && pg_pool_release(used + need - PG.vram_limit))
+            continue;
         struct managed *v = pick_victim(keep, nkeep);
         if (!v && PG.nbusy && !pg_on_pager) {
             /* The pager is releasing memory (or filling it): wait for it and look again. */
@@ -371,22 +378,25 @@ CUresult pg_map(struct managed *m)
 void pg_unmap(struct managed *m)
 {
     bs_real.cuMemUnmap(m->va, m->padded);
-    bs_real.cuMemRelease(m->phys);
-    m->phys = 0;
+    pg_pool_give(m);
 }
 
 CUresult pg_make_resident(struct managed *m, struct managed *const *keep, int nkeep,
                           bool capturing)
 {
+    /* A pooled handle of its size is taken first, so that the room made counts it. */
+    bool pooled = pg_pool_take(m);
     CUresult r = pg_make_room(m->padded, keep, nkeep, "a kernel's working set");
-    if (r != CUDA_SUCCESS)
-        return r;
     /* make_room may have waited for the pager with the lock released, and the pager
      * may have taken m up meanwhile: then it is the pager's (bs_page_begin looks again). */
+    if (pooled && (r != CUDA_SUCCESS || m->busy || m->state == RES_DEVICE))
+        pg_pool_give(m);
+    if (r != CUDA_SUCCESS)
+        return r;
     if (m->busy || m->state == RES_DEVICE)
         return CUDA_SUCCESS;
     /* The driver may still refuse (another process took memory): evict and retry. */
-    while ((r = bs_real.cuMemCreate(&m->phys, m->padded, &PG.prop, 0)) == CUDA_ERROR_OUT_OF_MEMORY) {
+    while (!pooled && (r = pg_phys_create(m)) == CUDA_ERROR_OUT_OF_MEMORY) {
         struct managed *v = pick_victim(keep, nkeep);
         if (!v || pg_evict(v) != CUDA_SUCCESS)
             break;
@@ -606,13 +616,10 @@ CUresult pg_evict_settle(struct eviction *e, bool *again)
 CUresult pg_evict_release(struct eviction *e)
 {
     CUresult r = bs_real.cuMemUnmap(e->m->va, e->m->padded);
-    if (r != CUDA_SUCCESS) {
+    if (r != CUDA_SUCCESS)
         bs_log_limited(3, BS_LOG_ERROR, "cuMemUnmap of an evicted allocation failed (%s): "
                        "it stays resident", pg_err(r));
-        return r;
-    }
-    bs_real.cuMemRelease(e->m->phys);
-    return CUDA_SUCCESS;
+    return r;
 }
 
 void pg_evict_finish(struct eviction *e)
@@ -620,7 +627,13 @@ void pg_evict_finish(struct eviction *e)
     struct managed *m = e->m;
     if (e->copied)
         bs_stat_add(BS_STAT_WRITEBACK_BYTES, (int64_t)m->size);
-    m->phys = 0;
+    if (e->drop) {
+        bs_real.cuMemRelease(m->phys);
+        PG.pool.released++;
+        m->phys = 0;
+    } else {
+        pg_pool_give(m);
+    }
     m->host_valid = m->host_valid || e->copied;
     m->state = m->host_valid ? RES_HOST : RES_EMPTY;
     m->dirty = m->fp_in = m->ready_pending = m->fenced = false;
@@ -629,9 +642,9 @@ void pg_evict_finish(struct eviction *e)
     bs_stat_add(BS_STAT_EVICTIONS, 1);
 }
 
-CUresult pg_evict(struct managed *m)
+static CUresult evict_here(struct managed *m, bool drop)
 {
-    struct eviction e = { .m = m, .done = PG.scratch[PG_SCRATCH_EVICT] };
+    struct eviction e = { .m = m, .drop = drop, .done = PG.scratch[PG_SCRATCH_EVICT] };
     bool again = false;
     CUresult r = pg_evict_start(&e);
     if (r == CUDA_SUCCESS)
@@ -645,6 +658,16 @@ CUresult pg_evict(struct managed *m)
     if (r == CUDA_SUCCESS)
         pg_evict_finish(&e);
     return r;
+}
+
+CUresult pg_evict(struct managed *m)
+{
+    return evict_here(m, false);
+}
+
+CUresult pg_evict_for_free(struct managed *m)
+{
+    return evict_here(m, true);
 }
 
 CUresult pg_evict_if_idle(struct managed *m, bool copy)

@@ -68,6 +68,11 @@ void bs_summary_log(void)
            bs_size_str(st.page_in_bytes, d, sizeof(d)),
            bs_size_str(st.writeback_bytes, e, sizeof(e)),
            bs_size_str(st.writeback_skipped_bytes, f, sizeof(f)));
+    if (st.phys_created || st.phys_reused)
+        bs_log(BS_LOG_INFO, "summary: physical VRAM: %llu handles created, %llu reused from "
+               "the pool, %llu released; %s pooled now", (unsigned long long)st.phys_created,
+               (unsigned long long)st.phys_reused, (unsigned long long)st.phys_released,
+               bs_size_str(st.vram_pooled_bytes, a, sizeof(a)));
     if (st.steps_traced) {
         double in = st.transfer_in_ns / 1e6, comp = st.compute_ns / 1e6, stall = st.stall_ns / 1e6;
         double hidden = in > 0 ? 100.0 * (1.0 - (stall < in ? stall : in) / in) : 100.0;

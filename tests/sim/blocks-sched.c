@@ -68,7 +68,12 @@ int main(int argc, char **argv)
     uint32_t rows = 16, cols = 1024;
     uint64_t n = 16, ns = 200000; /* 0.2 ms of compute per matrix */
     float a = 0.5f;
+    int (*stats_fn)(struct blockswap_stats *) =
+        (int (*)(struct blockswap_stats *))dlsym(RTLD_DEFAULT, "blockswap_get_stats");
+    struct blockswap_stats before = { 0 };
     for (int s = 0; s < 3; s++) {
+        if (s == 2 && stats_fn)
+            CHECK(stats_fn(&before) == 0);
         CUdeviceptr seq[2 + NB * 4];
         int ns_ = 0;
         seq[ns_++] = embed;
@@ -114,6 +119,17 @@ int main(int argc, char **argv)
         CHECK(st.blocks == NB);
         if (want_swapped >= 0)
             CHECK(st.blocks_swapped == (uint64_t)want_swapped);
+        /* In steady state (the last step, after the patch) swapped blocks reuse the
+         * physical memory their predecessors left: nothing created or released. */
+        fprintf(stderr, "last step: %llu handles created, %llu released, %llu reused\n",
+                (unsigned long long)(st.phys_created - before.phys_created),
+                (unsigned long long)(st.phys_released - before.phys_released),
+                (unsigned long long)(st.phys_reused - before.phys_reused));
+        if (want_swapped > 0) {
+            CHECK_EQ_U64(st.phys_created, before.phys_created);
+            CHECK_EQ_U64(st.phys_released, before.phys_released);
+            CHECK(st.phys_reused > before.phys_reused);
+        }
         if (want_swapped > 1) { /* the stream policy; sync copies everything back */
             CHECK(st.writeback_skipped_bytes > 0); /* unchanged weights stayed on the host */
             CHECK(st.writeback_bytes <= 6 * MiB);  /* at most the patched one, once */
