@@ -392,6 +392,8 @@ const struct bs_launch_set *bs_launch_observe(CUfunction f, void **kernel_params
     tls_launched = true;
     int err = bs_launch_scan(f, kernel_params, extra, bs_cfg.scan_limit, set);
     if (err == -EAGAIN) {
+        bs_stat_add(BS_STAT_LAUNCHES, 1);
+        bs_stat_add(BS_STAT_LAUNCHES_UNSCANNED, 1);
         bs_log_limited(3, BS_LOG_ERROR, "cannot read the parameter layout of a kernel now "
                        "(cuFuncGetParamInfo failed twice, or out of memory): the launch is "
                        "refused rather than run on memory that may not be resident");

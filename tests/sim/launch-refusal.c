@@ -150,6 +150,10 @@ static void unscannable(void)
     CHECK_CU(cuMemsetD32(s, 9, 1));
     CHECK(get_u32(s) == 9);
     CHECK(get_u32(M) == 0);
+    struct blockswap_stats st;
+    stats(&st);
+    CHECK_EQ_U64(st.launches_unscanned, 3); /* the one that ran and the two refused */
+    CHECK_EQ_U64(st.launches, 3);
     printf("no layout, M managed: refused\n");
 }
 
