@@ -49,7 +49,9 @@ struct blockswap_stats {
     uint64_t allocs;             /* allocations seen since start */
     uint64_t frees;              /* frees seen since start */
     uint64_t launches;           /* kernel launches seen */
-    uint64_t launches_unscanned; /* launches whose parameters could not be scanned */
+    uint64_t launches_unscanned; /* launches not followed in full: parameters that could
+                                  * not be scanned, or more than 256 allocations (refused
+                                  * while memory is managed) */
     uint64_t launch_refs;        /* allocation references found in launch parameters */
     uint64_t graph_launches;     /* cuGraphLaunch calls (not scanned: see docs) */
     uint64_t tensor_maps;        /* cuTensorMapEncode* descriptors recorded */

@@ -300,6 +300,25 @@ static void tmap_run(const unsigned char *a)
         tmap_rows(&t, tmap_fill_row, &v);
 }
 
+/* ---- bs_fill_list_u32(struct { dst[300] }, uint32_t value, uint32_t n) -------- */
+
+#define PTR_LIST_MAX 300 /* BS_PTR_LIST_MAX in bs_kernels.cu */
+
+static CUresult fill_list_plan(const unsigned char *a, struct sim_accs *acc, uint64_t *min_ns)
+{
+    int bad = 0;
+    for (uint32_t i = 0, n = u32_at(a, PTR_LIST_MAX * 8 + 4); i < n && i < PTR_LIST_MAX; i++)
+        bad = bad || add(acc, u64_at(a, (size_t)i * 8), 4, true);
+    PLAN_DONE(bad);
+}
+
+SIM_DEVICE_CODE static void fill_list_run(const unsigned char *a)
+{
+    uint32_t v = u32_at(a, PTR_LIST_MAX * 8);
+    for (uint32_t i = 0, n = u32_at(a, PTR_LIST_MAX * 8 + 4); i < n && i < PTR_LIST_MAX; i++)
+        *(uint32_t *)(uintptr_t)u64_at(a, (size_t)i * 8) = v;
+}
+
 /* ---- the table ----------------------------------------------------------------- */
 
 #define P(sz, al) {sz, al}
@@ -323,6 +342,8 @@ static const struct sim_kernel kernels[] = {
     {"bs_sleep", 1, {U64}, sleep_plan, sleep_run},
     /* CUtensorMap is declared _Alignas(128) in cuda.h, and nvcc's PTX agrees. */
     {"bs_fill_tensormap_u32", 2, {P(128, 128), U32}, tmap_plan, tmap_run},
+    /* 2408 bytes of parameters: SIM_ARGS_MAX must hold them. */
+    {"bs_fill_list_u32", 3, {P(PTR_LIST_MAX * 8, 8), U32, U32}, fill_list_plan, fill_list_run},
 };
 #define NKERNELS (sizeof(kernels) / sizeof(kernels[0]))
 

@@ -58,7 +58,7 @@ enum {
 };
 
 #define SIM_GRANULARITY ((size_t)2 << 20) /* VMM granularity, as on current GPUs */
-#define SIM_ARGS_MAX 256                  /* packed kernel parameters we keep */
+#define SIM_ARGS_MAX 4096                 /* packed kernel parameters we keep (CUDA's classic limit) */
 
 /* ---- config.c: CUDASIM_* environment, parsed once ---------------------------- */
 

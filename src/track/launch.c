@@ -392,6 +392,8 @@ const struct bs_launch_set *bs_launch_observe(CUfunction f, void **kernel_params
     tls_launched = true;
     int err = bs_launch_scan(f, kernel_params, extra, bs_cfg.scan_limit, set);
     if (err == -EAGAIN) {
+        bs_stat_add(BS_STAT_LAUNCHES, 1);
+        bs_stat_add(BS_STAT_LAUNCHES_UNSCANNED, 1);
         bs_log_limited(3, BS_LOG_ERROR, "cannot read the parameter layout of a kernel now "
                        "(cuFuncGetParamInfo failed twice, or out of memory): the launch is "
                        "refused rather than run on memory that may not be resident");
@@ -402,10 +404,19 @@ const struct bs_launch_set *bs_launch_observe(CUfunction f, void **kernel_params
         bs_log_limited(3, BS_LOG_WARN, "cannot read the parameter layout of a kernel "
                        "(cuFuncGetParamInfo failed): memory it uses is not seen");
     }
-    if (BS_UNLIKELY(set->overflow))
-        bs_log_limited(3, BS_LOG_WARN, "a kernel points into more than %d tracked "
-                       "allocations; only the first %d are followed",
-                       BS_LAUNCH_MAX_REFS, BS_LAUNCH_MAX_REFS);
+    /* Allocations past the table are not made resident: treated as not scanned. */
+    if (BS_UNLIKELY(set->overflow)) {
+        bs_stat_add(BS_STAT_LAUNCHES, 1);
+        bs_stat_add(BS_STAT_LAUNCHES_UNSCANNED, 1);
+        bs_log_limited(1, BS_LOG_ERROR, "a kernel's parameters point into at least %d tracked "
+                       "allocations, more than the %d one launch can follow: while blockswap "
+                       "manages memory the launch is refused (CUDA_ERROR_OUT_OF_MEMORY) "
+                       "rather than run on memory that may not be resident; split the launch, "
+                       "or pass the pointers in device memory and pin what they point to "
+                       "(blockswap_pin)",
+                       BS_LAUNCH_MAX_REFS + 1, BS_LAUNCH_MAX_REFS);
+        return NULL;
+    }
     bs_stat_add(BS_STAT_LAUNCHES, 1);
     if (set->n)
         bs_stat_add(BS_STAT_LAUNCH_REFS, set->n);

@@ -88,6 +88,21 @@ extern "C" __global__ void bs_gemv_indirect_f32(const uint64_t *ptrs, uint32_t r
     gemv_rows((float *)ptrs[0], (const float *)ptrs[1], (const float *)ptrs[2], rows, cols);
 }
 
+/* 2400 bytes of pointers passed by value: more allocations than a launch set holds
+ * (BS_LAUNCH_MAX_REFS, 256). Writes value to the first element of each of the first
+ * n (at most BS_PTR_LIST_MAX) pointers; the unused slots may be anything. */
+#define BS_PTR_LIST_MAX 300
+struct bs_ptr_list {
+    uint32_t *dst[BS_PTR_LIST_MAX];
+};
+
+extern "C" __global__ void bs_fill_list_u32(struct bs_ptr_list list, uint32_t value, uint32_t n)
+{
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x;
+         i < n && i < BS_PTR_LIST_MAX; i += (uint64_t)gridDim.x * blockDim.x)
+        *list.dst[i] = value;
+}
+
 extern "C" __global__ void bs_sleep(uint64_t ns)
 {
     if (blockIdx.x != 0 || threadIdx.x != 0)

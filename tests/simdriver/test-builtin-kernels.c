@@ -21,7 +21,7 @@ static CUresult launch(const char *name, CUstream s, const struct param *args, i
             params[i] = (void *)args[i].p;
         return cuLaunchKernel(f, 4, 1, 1, 64, 1, 1, 0, s, params, NULL);
     }
-    _Alignas(128) unsigned char buf[512];
+    _Alignas(128) unsigned char buf[4096];
     size_t total = 0;
     memset(buf, 0, sizeof(buf));
     for (int i = 0; i < n; i++) {
@@ -57,6 +57,8 @@ static void check_layout(void)
     CHECK_EQ_U64(size, 32);
     CHECK_CU(cuFuncGetParamInfo(st_kernel("bs_fill_tensormap_u32"), 1, &off, &size));
     CHECK_EQ_U64(off, 128);
+    CHECK_CU(cuFuncGetParamInfo(st_kernel("bs_fill_list_u32"), 2, &off, &size));
+    CHECK_EQ_U64(off, 2404);
     const char *name;
     CHECK_CU(cuFuncGetName(&name, f));
     CHECK(strcmp(name, "bs_gemv_f32") == 0);
@@ -190,6 +192,22 @@ int main(int argc, char **argv)
             for (int xv = 0; xv < ROWP; xv++)
                 CHECK(th_[(z * Y + yv) * ROWP + xv] == (xv < X ? tv : 7u));
     free(th_);
+
+    /* bs_fill_list_u32: 300 pointers by value; the first n get the value */
+    struct { CUdeviceptr dst[300]; } list;
+    for (int i = 0; i < 300; i++) {
+        list.dst[i] = st_alloc(4);
+        CHECK_CU(cuMemsetD32(list.dst[i], 7, 1));
+    }
+    uint32_t lv = 0xa5a5a5a5, ln = 299;
+    struct param fl[] = {A(list), A(lv), A(ln)};
+    CHECK_CU(launch("bs_fill_list_u32", s, fl, 3));
+    CHECK_CU(cuStreamSynchronize(s));
+    for (int i = 0; i < 300; i++) {
+        uint32_t got;
+        CHECK_CU(cuMemcpyDtoH(&got, list.dst[i], 4));
+        CHECK(got == (i < 299 ? lv : 7u));
+    }
 
     CHECK_CU(cuStreamDestroy(s));
     return 0;
