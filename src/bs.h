@@ -253,7 +253,11 @@ int bs_launch_scan(CUfunction f, void **kernel_params, void **extra,
                    uint64_t scan_limit, struct bs_launch_set *set);
 /* Scans `len` bytes of packed parameters at p (pointer-aligned words). */
 void bs_scan_bytes(const unsigned char *p, size_t len, struct bs_launch_set *set);
-/* Called by every launch wrapper before the real launch. */
+/* Called by every launch wrapper before the real launch. Returns the set, or NULL when
+ * the launch cannot be followed in full: its layout cannot be read now (-EAGAIN above)
+ * or its parameters point into more than BS_LAUNCH_MAX_REFS allocations (overflow).
+ * The wrapper then refuses it with CUDA_ERROR_OUT_OF_MEMORY while managed memory
+ * exists, and runs it otherwise; both count as unscanned. */
 const struct bs_launch_set *bs_launch_observe(CUfunction f, void **kernel_params,
                                              void **extra);
 void bs_launch_forget_functions(void);
