@@ -77,7 +77,9 @@ struct blockswap_stats {
     uint64_t peak_host_backing_bytes; /* pinned host backing */
     /* Tracing (BLOCKSWAP_TRACE), measured with CUDA events on the GPU's clock over the
      * steps traced so far; all 0 when tracing is off. */
-    uint64_t steps_traced;        /* passes over a block stack whose times are known */
+    uint64_t steps_traced;        /* passes over a block stack whose times are known, the
+                                   * first (which loads) left out when there are more;
+                                   * the times below are summed over these */
     uint64_t transfer_in_ns;      /* copies of block weights to the device */
     uint64_t transfer_out_ns;     /* write-backs of changed block weights */
     uint64_t compute_ns;          /* first to last kernel touching each block, summed */

@@ -67,8 +67,8 @@ static double step_abs_ms[NSTEPS]; /* GPU time of each step's base since trace s
 static uint64_t dropped, waits_lost;
 static bool forked;             /* in a child: trace only to paths of its own (%p) */
 
-/* Totals over emitted steps. */
-static struct bs_trace_totals tot;
+/* Totals of the steps after the first, and of the first (which loads): see emit_step. */
+static struct bs_trace_totals tot, tot_first;
 
 static char path_text[260], path_json[260];
 
@@ -607,12 +607,15 @@ static bool emit_step(int s, bool wait)
             "\"swapped\":%d%s}}", (int)getpid(), ss.t0 * 1000.0, step_ms * 1000.0, s, s,
             ss.blocks, ss.swapped, extra);
     }
-    tot.steps++;
-    tot.in_ns += (uint64_t)(ss.in_ms * 1e6);
-    tot.out_ns += (uint64_t)(ss.out_ms * 1e6);
-    tot.compute_ns += (uint64_t)(ss.compute_ms * 1e6);
-    tot.stall_ns += (uint64_t)(ss.stall_ms * 1e6);
-    tot.in_bytes += ss.in_bytes;
+    /* The first step loads (pages on demand): the totals leave it out, as
+     * blockswap-report does, unless it is the only one. */
+    struct bs_trace_totals *t = s == 0 ? &tot_first : &tot;
+    t->steps++;
+    t->in_ns += (uint64_t)(ss.in_ms * 1e6);
+    t->out_ns += (uint64_t)(ss.out_ms * 1e6);
+    t->compute_ns += (uint64_t)(ss.compute_ms * 1e6);
+    t->stall_ns += (uint64_t)(ss.stall_ms * 1e6);
+    t->in_bytes += ss.in_bytes;
     return true;
 }
 
@@ -769,7 +772,7 @@ void bs_trace_close(void)
 /* pre: page lock held. */
 void bs_trace_totals(struct bs_trace_totals *t)
 {
-    *t = tot;
+    *t = tot.steps ? tot : tot_first;
 }
 
 void bs_trace_reset(void)
@@ -792,4 +795,5 @@ void bs_trace_reset(void)
     cur_stack = cur_block = step = -1;
     emitted = 0;
     memset(&tot, 0, sizeof(tot));
+    memset(&tot_first, 0, sizeof(tot_first));
 }

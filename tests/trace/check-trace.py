@@ -149,6 +149,19 @@ def case_timeline(prog, shim, simdir, tmp):
                  "summary: peak VRAM", "hint: "):
         if want not in traced.stderr:
             sys.exit(f"FAIL: no {want!r} in the log:\n{traced.stderr}")
+    # One rule with blockswap-report: the first step, which loads, is left out of the
+    # summary's per-step figures (its stall is paging on demand, not streaming).
+    # (the last summary: the program also asks for one part way)
+    ms = re.findall(r"summary: (\d+) traced steps, .*?stalled ([\d.]+) ms", traced.stderr)
+    m = ms[-1] if ms else None
+    later = [s for s in steps if s["index"] >= 1]
+    if not m or int(m[0]) != len(later):
+        sys.exit(f"FAIL: the summary should count the {len(later)} steps after the first:\n"
+                 f"{traced.stderr}")
+    want_stall = sum(s["stall_ms"] for s in later) / len(later)
+    if abs(float(m[1]) - want_stall) > 0.051:
+        sys.exit(f"FAIL: summary stall {m[1]} ms per step, steps 1.. stall "
+                 f"{want_stall:.3f} ms per step")
     print(f"ok: {len(blocks)} block lines; transfer {block_bytes / (GBPS * 1e6):.4f} ms, "
           f"compute {kernel_ms:.4f} ms per resident block")
 
