@@ -1,7 +1,11 @@
-/* blockswap-probe: what `blockswap-run --check` runs. `driver` talks to libcuda.so.1
- * (dlopen, never linked) and names the driver, each device and its free memory;
- * `config`, run with libblockswap.so preloaded, asks the shim whether it is active.
- * Prints lines for a person; exit status 0 means "blockswap would work". */
+/* blockswap-probe: what `blockswap-run` runs before anything else. `driver` talks to
+ * libcuda.so.1 (dlopen, never linked) and names the driver, each device, its free
+ * memory and the VRAM limit blockswap would take there; `config`, run with
+ * libblockswap.so preloaded, asks the shim whether it is active; `validate`, preloaded
+ * too, says the same in its exit status only (the launcher checks the configuration
+ * with it before it runs a command).
+ * Prints lines for a person; exit status 0 means "blockswap would work", 3 (driver) that
+ * there is no NVIDIA driver at all, 3 (validate) that BLOCKSWAP_DISABLE turns it off. */
 #define _GNU_SOURCE
 #include <cuda.h>
 #include <dlfcn.h>
@@ -12,6 +16,67 @@
 #include <unistd.h>
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
+#define MIB (1024.0 * 1024.0)
+#define NO_DRIVER 3
+
+/* The VRAM limit the launcher computed from BLOCKSWAP_VRAM_LIMIT and BLOCKSWAP_RESERVE
+ * (bytes), given as `driver LIMIT|auto RESERVE`; have_limit 0 when not given. */
+static int have_limit, limit_auto;
+static unsigned long long limit_bytes, reserve_bytes;
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : def;
+}
+
+/* "7.5 GiB" or "422 MiB": sizes a person compares with nvidia-smi. */
+static const char *human(unsigned long long b, char *buf, size_t len)
+{
+    if (b >= 1024ull * 1024 * 1024)
+        snprintf(buf, len, "%.1f GiB", b / GIB);
+    else
+        snprintf(buf, len, "%.0f MiB", b / MIB);
+    return buf;
+}
+
+/* The limit blockswap would take on this device, as page/residency.c computes it at
+ * the first managed allocation: BLOCKSWAP_VRAM_LIMIT, or with auto the free memory
+ * minus BLOCKSWAP_RESERVE. Refuses a limit the device cannot give. */
+static int check_limit(int ordinal, size_t free_b, size_t total)
+{
+    char a[32], b[32];
+    /* Device 0: the one a process uses unless it picks another (CUDA_VISIBLE_DEVICES
+     * reorders them). */
+    if (!have_limit || ordinal != 0)
+        return 0;
+    if (limit_auto) {
+        unsigned long long lim = free_b > reserve_bytes ? free_b - reserve_bytes : 0;
+        if (lim < 2ull << 20) {
+            printf("problem:  device %d: the automatic VRAM limit comes out %s: %s free minus "
+                   "BLOCKSWAP_RESERVE=%s; lower BLOCKSWAP_RESERVE, free VRAM, or set "
+                   "BLOCKSWAP_VRAM_LIMIT\n", ordinal, lim ? human(lim, a, sizeof(a)) : "0",
+                   human(free_b, b, sizeof(b)), env_or("BLOCKSWAP_RESERVE", "512M"));
+            return 1;
+        }
+        printf("limit:    device %d: %s (BLOCKSWAP_VRAM_LIMIT=auto: %s free minus "
+               "BLOCKSWAP_RESERVE=%s)\n", ordinal, human(lim, a, sizeof(a)),
+               human(free_b, b, sizeof(b)), env_or("BLOCKSWAP_RESERVE", "512M"));
+        return 0;
+    }
+    if (limit_bytes > total) {
+        printf("problem:  BLOCKSWAP_VRAM_LIMIT=%s is more than device %d has (%s in all): "
+               "blockswap would keep blocks resident that do not fit; set it lower, or "
+               "auto\n", env_or("BLOCKSWAP_VRAM_LIMIT", "?"), ordinal,
+               human(total, a, sizeof(a)));
+        return 1;
+    }
+    printf("limit:    device %d: %s (BLOCKSWAP_VRAM_LIMIT=%s)%s%s%s\n", ordinal,
+           human(limit_bytes, a, sizeof(a)), env_or("BLOCKSWAP_VRAM_LIMIT", "?"),
+           limit_bytes > free_b ? "; only " : "", limit_bytes > free_b ? human(free_b, b, sizeof(b)) : "",
+           limit_bytes > free_b ? " is free now" : "");
+    return 0;
+}
 
 struct driver {
     CUresult (*init)(unsigned);
@@ -74,7 +139,7 @@ static int probe_device(const struct driver *d, int ordinal)
                "which blockswap pages with\n", ordinal);
         return 1;
     }
-    return 0;
+    return check_limit(ordinal, free_b, total);
 }
 
 static int probe_driver(void)
@@ -82,7 +147,7 @@ static int probe_driver(void)
     void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         printf("driver:   no NVIDIA driver (libcuda.so.1 not found)\n");
-        return 1;
+        return NO_DRIVER;
     }
     const char *path = "libcuda.so.1";
     struct link_map *lm = NULL;
@@ -139,6 +204,22 @@ static int probe_driver(void)
     return status;
 }
 
+/* Exit status only: 0 active, NO_DRIVER (3) turned off by BLOCKSWAP_DISABLE, 1 a bad
+ * value (the shim's error lines, on stderr, name it) or the library not loaded. */
+static int probe_validate(void)
+{
+    int (*enabled)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blockswap_enabled");
+    if (!enabled)
+        return 1;
+    if (enabled())
+        return 0;
+    const char *dis = getenv("BLOCKSWAP_DISABLE");
+    if (dis && (!strcmp(dis, "1") || !strcmp(dis, "true") || !strcmp(dis, "yes") ||
+                !strcmp(dis, "on")))
+        return NO_DRIVER;
+    return 1;
+}
+
 static int probe_config(void)
 {
     const char *(*version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT,
@@ -169,14 +250,28 @@ static int probe_config(void)
 int main(int argc, char **argv)
 {
     int status;
-    if (argc == 2 && strcmp(argv[1], "driver") == 0) {
+    if ((argc == 2 || argc == 4) && strcmp(argv[1], "driver") == 0) {
+        if (argc == 4) {
+            char *end1 = NULL, *end2 = NULL;
+            have_limit = 1;
+            limit_auto = strcmp(argv[2], "auto") == 0;
+            if (!limit_auto)
+                limit_bytes = strtoull(argv[2], &end1, 10);
+            reserve_bytes = strtoull(argv[3], &end2, 10);
+            if ((!limit_auto && (!end1 || *end1)) || !end2 || *end2) {
+                fprintf(stderr, "blockswap-probe: driver LIMIT|auto RESERVE: bytes\n");
+                return 2;
+            }
+        }
         status = probe_driver();
     } else if (argc == 2 && strcmp(argv[1], "config") == 0) {
         status = probe_config();
+    } else if (argc == 2 && strcmp(argv[1], "validate") == 0) {
+        status = probe_validate();
     } else {
-        fprintf(stderr, "usage: blockswap-probe driver|config\n"
-                        "  (run by blockswap-run --check; config expects libblockswap.so "
-                        "in LD_PRELOAD)\n");
+        fprintf(stderr, "usage: blockswap-probe driver [LIMIT|auto RESERVE] | config | validate\n"
+                        "  (run by blockswap-run; config and validate expect libblockswap.so "
+                        "in LD_PRELOAD; LIMIT and RESERVE in bytes)\n");
         return 2;
     }
     /* _exit: the preloaded shim's exit summary is no part of a check. */

@@ -4,7 +4,7 @@
 usage: test-control.py --ctl BLOCKSWAPCTL --shim LIB SCENARIO -- PROGRAM
 
 Scenarios (each a meson test): commands, malformed, other-user, symlink, fallback,
-disabled. The program (ctl-model.c) reads commands on stdin; every checksum it prints
+disabled, client (what a person types and reads). The program (ctl-model.c) reads commands on stdin; every checksum it prints
 under blockswap, with blockswapctl acting on it, must equal the plain run's."""
 import argparse, json, os, re, shutil, socket, stat, subprocess, sys, tempfile, time
 
@@ -90,8 +90,11 @@ class Prog:
             self.p.wait()
 
 
-def ctl(a, *args, xdg=None, ok=True):
-    """Runs blockswapctl; returns (exit status, JSON answer or None, stderr)."""
+def ctl(a, *args, xdg=None, ok=True, json_status=True):
+    """Runs blockswapctl; returns (exit status, JSON answer or None, stderr). status is
+    asked for as JSON (--json) unless json_status is False; then the answer is the text."""
+    if json_status and "status" in args:
+        args = ("--json",) + args
     e = dict(os.environ)
     e.pop("LD_PRELOAD", None)
     e.pop("XDG_RUNTIME_DIR", None)
@@ -106,6 +109,8 @@ def ctl(a, *args, xdg=None, ok=True):
         pass
     print("$ blockswapctl %s -> %d %s %s" % (" ".join(args), r.returncode, r.stdout.strip()[:400],
                                               r.stderr.strip()))
+    if not json_status:
+        return r.returncode, r.stdout, r.stderr
     if ok and (r.returncode != 0 or not ans or not ans.get("ok")):
         raise Fail("blockswapctl %s failed: %s %s" % (" ".join(args), r.stdout, r.stderr))
     return r.returncode, ans, r.stderr
@@ -444,6 +449,8 @@ def scenario_symlink(a, xdg):
         check(os.listdir(elsewhere) == [], "nothing was created through the symlink")
         rc, _, err = ctl(a, "status", xdg=xdg, ok=False)
         check(rc == 1 and "a symlink" in err, "blockswapctl refuses it too")
+        rc, _, err = ctl(a, "--pid", str(p.pid), "status", xdg=xdg, ok=False)
+        check(rc == 1 and "a symlink" in err, "also when it looks for one pid")
         finish(a, p, script)
     finally:
         p.kill()
@@ -495,8 +502,61 @@ def scenario_disabled(a, xdg):
         p.cmd("steps 1")
         check(not os.path.exists(os.path.join(xdg, "blockswap")),
               "BLOCKSWAP_CONTROL=0: no directory, no socket")
-        rc, _, err = ctl(a, "status", xdg=xdg, ok=False)
-        check(rc == 1 and "no blockswap process found" in err, "blockswapctl says none found")
+        # With --pid: without it, processes of parallel tests in /tmp/blockswap-<uid>
+        # (where blockswapctl looks too) would be found.
+        rc, _, err = ctl(a, "--pid", str(p.pid), "status", xdg=xdg, ok=False)
+        check(rc == 1 and "no blockswap process %d" % p.pid in err, "blockswapctl says none found")
+        rc, _ = p.quit()
+        check(rc == 0, "the program exits 0")
+    finally:
+        p.kill()
+    return 0
+
+
+def scenario_client(a, xdg):
+    """What a person types and reads: the variable's spelling, a missing value, a k above
+    the model's blocks, the readable status, and a process whose socket is in the /tmp
+    fallback found from a shell that has XDG_RUNTIME_DIR."""
+    # The process without XDG_RUNTIME_DIR (a service), the client with it (a login shell).
+    p = Prog(a, None, env={"BLOCKSWAP_TRACE": os.path.join(xdg, "trace.txt")})
+    try:
+        p.cmd("steps 2")
+        # --pid: other tests' processes may share /tmp/blockswap-<uid>.
+        pid = ("--pid", str(p.pid))
+        rc, text, err = ctl(a, *pid, "status", xdg=xdg, json_status=False)
+        check(rc == 0, "status finds the process in /tmp/blockswap-<uid> though "
+              "XDG_RUNTIME_DIR is set: %s" % err.strip())
+        _, st, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st["pid"] == p.pid and st["blocks"] == 8, "--json: the process's JSON")
+        # The readable default.
+        check(not text.lstrip().startswith("{"), "status is not JSON by default")
+        check(re.search(r"^VRAM: +[\d.]+ MiB used of the 150\.0 MiB limit", text, re.M),
+              "VRAM used of the limit")
+        check(re.search(r"^blocks: 4 swapped of 8 found", text, re.M), "blocks swapped of found")
+        check(re.search(r"^stall: +[\d.]+ ms per step over [1-9]\d* traced steps?", text, re.M),
+              "stall per step, traced")
+        check(re.search(r"^host: +[\d.]+ MiB pinned backing", text, re.M), "host backing")
+        # set: the variable's spelling; a missing value; a k above the blocks found.
+        for spelling in ["blocks_to_swap", "blocks-to-swap"]:
+            _, s6, err = ctl(a, *pid, "set", spelling, "6", xdg=xdg)
+            check(s6["blocks_to_swap"] == 6 and "capped" not in err, "set %s 6" % spelling)
+        for args, want in [(["set", "blocks-to-swap"],
+                            "blockswapctl: set blocks-to-swap needs a value: N (0 to 100000) or auto"),
+                           (["set", "blocks_to_swap"],
+                            "blockswapctl: set blocks-to-swap needs a value: N (0 to 100000) or auto"),
+                           (["set"], "blockswapctl: set needs a setting and a value"),
+                           (["set", "window", "3"], "blockswapctl: set window: unknown setting"),
+                           (["frobnicate"], "blockswapctl: unknown command: frobnicate")]:
+            rc, _, err = ctl(a, *pid, *args, xdg=xdg, ok=False)
+            check(rc == 2 and len(err.splitlines()) == 1 and err.startswith(want),
+                  "%s: one line: %s" % (" ".join(args), err.strip()))
+        _, s99, err = ctl(a, *pid, "set", "blocks-to-swap", "99", xdg=xdg)
+        check(s99["blocks_to_swap"] == 99, "99 is accepted")
+        check("the model has 8 blocks: blocks-to-swap 99 is capped at that" in err,
+              "and said to be capped: %s" % err.strip())
+        p.cmd("steps 1")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        check(st["blocks_swapped"] == 8, "all 8 swapped")
         rc, _ = p.quit()
         check(rc == 0, "the program exits 0")
     finally:

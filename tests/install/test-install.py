@@ -2,8 +2,10 @@
 """Installs the build into a temporary DESTDIR (`meson install --destdir`) and runs
 from there: the installed launcher's --version and --check against the simulated
 driver, a driver-API program under it (identical output, the shim active), a
-program compiled against the installed header and pkg-config file, and the --help of
-blockswapctl and blockswap-report.
+program compiled against the installed header and pkg-config file (also with
+--define-prefix, as for a moved tree), the --help of blockswapctl and blockswap-report,
+and the four man pages (blockswap-run, blockswapctl, blockswap-report, blockswap(7)),
+which render without a warning.
 
 usage: test-install.py --meson MESON --build DIR --sim DIR --transformer PROG --cc CC
 """
@@ -57,8 +59,17 @@ def main():
         pc = one(f"{dest}/**/pkgconfig/blockswap.pc")
         ctl = one(f"{dest}/**/bin/blockswapctl")
         report = one(f"{dest}/**/bin/blockswap-report")
-        one(f"{dest}/**/share/man/man1/blockswap-run.1")
-        one(f"{dest}/**/share/man/man7/blockswap.7")
+        pages = [one(f"{dest}/**/share/man/man1/{m}.1")
+                 for m in ("blockswap-run", "blockswapctl", "blockswap-report")]
+        pages.append(one(f"{dest}/**/share/man/man7/blockswap.7"))
+        man = shutil.which("man")
+        for page in pages:
+            if man:  # each page renders without a warning, and names its command
+                p = run([man, "--warnings", "-l", page],
+                        env=clean_env(MANWIDTH="80", MANPAGER="cat", PAGER="cat", LC_ALL="C.UTF-8"))
+                name = os.path.basename(page).rsplit(".", 1)[0]
+                expect(p.returncode == 0 and not p.stderr.strip() and name in p.stdout,
+                       f"man {page} renders without a warning")
         expect(os.access(launcher, os.X_OK) and os.access(probe, os.X_OK),
                "launcher and probe are executable")
         prefix = os.path.dirname(os.path.dirname(launcher))
@@ -95,6 +106,14 @@ def main():
             flags = p.stdout.split()
             expect(p.returncode == 0 and f"-I{os.path.dirname(header)}" in flags and
                    "-lblockswap" in flags, "pkg-config gives the installed paths")
+            # A tree moved elsewhere: --define-prefix derives the prefix from where the
+            # .pc file lies, also with a multiarch libdir (lib/x86_64-linux-gnu).
+            p = run([pkg, "--define-prefix", "--cflags", "--libs", "blockswap"],
+                    env=clean_env(PKG_CONFIG_PATH=os.path.dirname(pc)))
+            moved = p.stdout.split()
+            expect(p.returncode == 0 and f"-I{os.path.dirname(header)}" in moved and
+                   f"-L{os.path.dirname(lib)}" in moved,
+                   f"pkg-config --define-prefix gives the installed paths: {moved}")
             src = os.path.join(dest, "use.c")
             with open(src, "w") as f:
                 f.write('#include <blockswap.h>\n#include <stdio.h>\n'

@@ -200,7 +200,131 @@ def case_check_without_driver(tmp):
     p = run(["--check"], env=base_env())
     expect(p.returncode == 1, "no driver: exit 1")
     expect("driver:   no NVIDIA driver (libcuda.so.1 not found)\n" in p.stdout, "said")
+    # One thing said: no driver. Not what the shim would add without one.
+    out = p.stdout + p.stderr
+    for contradiction in ["update the NVIDIA driver", "driver API 0.0", "active", "cuInit"]:
+        expect(contradiction not in out, f"nothing says {contradiction!r}")
+    expect("config:   valid\n" in p.stdout, "the configuration is judged on its own")
+    expect(p.stdout.endswith("check:    blockswap would not work here: no NVIDIA driver\n"),
+           "the verdict names the reason")
+    p = run(["--check"], env=base_env(BLOCKSWAP_PREFETCH="0"))
+    expect(p.returncode == 1 and
+           "blockswap: error: BLOCKSWAP_PREFETCH=0 is not valid" in p.stderr and
+           "config:   not valid" in p.stdout and "active" not in p.stdout + p.stderr,
+           "a bad value is still named without a driver")
+
+
+def case_check_vram_limit(tmp):
+    p = run(["--check"], env=sim_env())
+    expect(p.returncode == 0 and re.search(
+        r"^limit:    device 0: [\d.]+ GiB \(BLOCKSWAP_VRAM_LIMIT=auto: [\d.]+ GiB free minus "
+        r"BLOCKSWAP_RESERVE=512M\)$", p.stdout, re.M), "the automatic limit is printed")
+    p = run(["--check", "--vram-limit", "4G"], env=sim_env())
+    expect(p.returncode == 0 and
+           "limit:    device 0: 4.0 GiB (BLOCKSWAP_VRAM_LIMIT=4G)\n" in p.stdout,
+           "a set limit is printed")
+    p = run(["--check", "--vram-limit", "100G"], env=sim_env())
+    expect(p.returncode == 1, "a limit above the device's memory: exit 1")
+    expect(re.search(r"^problem:  BLOCKSWAP_VRAM_LIMIT=100G is more than device 0 has "
+                     r"\(8\.0 GiB in all\)", p.stdout, re.M), "said, naming the variable")
     expect("check:    blockswap would not work here" in p.stdout, "verdict")
+    # 400 MiB free minus the default 512 MiB reserve: nothing left.
+    p = run(["--check"], env=sim_env(CUDASIM_VRAM="400M"))
+    expect(p.returncode == 1 and re.search(
+        r"^problem:  device 0: the automatic VRAM limit comes out 0: \d+ MiB free minus "
+        r"BLOCKSWAP_RESERVE=512M", p.stdout, re.M), "an automatic limit of 0 is refused")
+    p = run(["--check"], env=sim_env(CUDASIM_VRAM="400M", BLOCKSWAP_RESERVE="64M"))
+    expect(p.returncode == 0 and "BLOCKSWAP_RESERVE=64M)" in p.stdout,
+           "and passes with a smaller reserve")
+
+
+def case_config_validated_before_run(tmp):
+    root = comfy_tree(tmp, NEW)
+    marker = os.path.join(tmp, "ran")
+    log = os.path.join(tmp, "bs.log")
+    cmd = ["sh", "-c", 'touch "$0"; exec "$@"', marker, sys.executable,
+           os.path.join(root, "main.py")]
+    for env in [base_env(), sim_env()]:  # without a driver, and with one
+        env.update(BLOCKSWAP_BLOCKS_TO_SWAP="abc", BLOCKSWAP_PREFETCH="1000",
+                   BLOCKSWAP_LOG_FILE=log)
+        p = run(cmd, env=env)
+        expect(p.returncode == 2, "bad values: exit 2")
+        expect(p.stderr.splitlines() == [
+            "blockswap-run: BLOCKSWAP_BLOCKS_TO_SWAP=abc is not valid; accepted: auto or a "
+            "whole number from 0 to 100000",
+            "blockswap-run: BLOCKSWAP_PREFETCH=1000 is not valid; accepted: a whole number "
+            "from 1 to 64"], "one line per bad variable, naming it, nothing else")
+        expect(not os.path.exists(marker), "the command did not run")
+        expect(not os.path.exists(log), "the check created no log file")
+    for var, val in [("BLOCKSWAP_SWAP_PLACEMENT", "first"), ("BLOCKSWAP_LOG_LEVEL", "loud"),
+                     ("BLOCKSWAP_DISABLE", "maybe"), ("BLOCKSWAP_TRACE", "a.json,b.json")]:
+        p = run(cmd, env=sim_env(**{var: val}))
+        lines = p.stderr.splitlines()
+        expect(p.returncode == 2 and len(lines) == 1 and
+               lines[0].startswith(f"blockswap-run: {var}={val} is not valid; accepted: "),
+               f"{var}={val}: one line naming it")
+        expect(not os.path.exists(marker), f"{var}={val}: the command did not run")
+    # BLOCKSWAP_DISABLE=1: blockswap passes everything through, so ComfyUI keeps its own
+    # VRAM management: nothing is added that only makes sense with the shim active.
+    p = run(show_cmd(tmp)[:1] + [os.path.join(root, "main.py")],
+            env=sim_env(BLOCKSWAP_DISABLE="1"))
+    got = shown(p)
+    expect(p.returncode == 0 and got["argv"] == [], f"nothing added: {got['argv']}")
+    expect("PYTORCH_CUDA_ALLOC_CONF" not in got["env"], "no allocator setting")
+    expect([l for l in added_lines(p) if "adding" in l or "setting" in l] == [] and
+           "blockswap-run: ComfyUI: BLOCKSWAP_DISABLE=1: blockswap passes every call through"
+           in p.stderr, "and it says why")
+    p = run(show_cmd(tmp)[:1] + [os.path.join(root, "main.py")], env=sim_env())
+    expect(shown(p)["argv"] == ALL_ADDED, "enabled: the flags are added")
+
+
+def case_edge_cases(tmp):
+    marker = os.path.join(tmp, "ran")
+    touch = ["touch", marker]
+    # Two .json paths: the library takes one text and one .json path.
+    for args, env in [(["--trace", f"{tmp}/a.json,{tmp}/b.json"], base_env()),
+                      ([], base_env(BLOCKSWAP_TRACE=f"{tmp}/a.json,{tmp}/b.json")),
+                      (["--trace", f"{tmp}/a,{tmp}/b,{tmp}/c.json"], base_env())]:
+        p = run(args + touch, env=env)
+        lines = p.stderr.splitlines()
+        expect(p.returncode == 2 and len(lines) == 1 and
+               "accepted: one path, or a text path and a .json path separated by a comma"
+               in lines[0], f"{args or 'BLOCKSWAP_TRACE'}: refused up front, in one line")
+        expect(not os.path.exists(marker), "the command did not run")
+    p = run(["--trace", f"{tmp}/t.log,{tmp}/t.json", "-n", "true"])
+    expect(p.returncode == 0, "a text and a .json path are accepted")
+    # `--` ends the options; it is no value.
+    for opt in ["--blocks-to-swap", "--vram-limit", "--prefetch", "--trace", "--log-file"]:
+        p = run([opt, "--"] + touch)
+        expect(p.returncode == 2 and p.stderr.splitlines() ==
+               [f"blockswap-run: {opt} needs a value before -- (see blockswap-run --help)"],
+               f"{opt} --: refused, -- not taken as the value")
+        expect(not os.path.exists(marker), "the command did not run")
+    # A mistyped command: one line, exit 127, not a shell's error.
+    for cmd, msg in [(["pyhton3", "main.py"], "pyhton3: command not found"),
+                     ([f"{tmp}/nope/python", "x"], f"{tmp}/nope/python: no such executable file"),
+                     ([tmp], f"{tmp}: no such executable file")]:
+        p = run(cmd)
+        expect(p.returncode == 127 and len(p.stderr.splitlines()) == 1 and
+               p.stderr.startswith("blockswap-run: " + msg), f"{cmd[0]}: one clear line")
+    # The missing-library hint, by cause.
+    p = run(["true"], env=base_env(BLOCKSWAP_LIBRARY=f"{tmp}/libblockswap.so"))
+    expect(p.returncode == 2 and "BLOCKSWAP_LIBRARY names no file" in p.stderr and
+           "ninja" not in p.stderr, "a bad BLOCKSWAP_LIBRARY is named, no build advice")
+    tree = os.path.join(tmp, "never-configured", "scripts")
+    os.makedirs(tree)
+    shutil.copy(A.source_launcher, tree)
+    launcher = os.path.join(tree, "blockswap-run")
+    p = run(["true"], launcher=launcher)
+    expect(p.returncode == 2 and "never configured" in p.stderr and
+           "meson setup build && ninja -C build" in p.stderr,
+           "a tree never configured: meson setup, then ninja")
+    os.makedirs(os.path.join(tmp, "never-configured", "build"))
+    open(os.path.join(tmp, "never-configured", "build", "build.ninja"), "w").close()
+    p = run(["true"], launcher=launcher)
+    expect(p.returncode == 2 and "meson setup" not in p.stderr and
+           f"ninja -C {os.path.join(tmp, 'never-configured')}/build" in p.stderr,
+           "a configured tree not built: ninja only")
 
 
 def case_runs_program_under_shim(tmp):

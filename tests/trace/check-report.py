@@ -3,7 +3,9 @@
 12 WAN-shaped blocks, BLOCKSWAP_VRAM_LIMIT=200M on the simulated driver; the command is
 in docs/tracing.md): the table from the text log, from the timeline alone, and both
 agree; the SVG plot has the lanes and one slice per block; a PNG when rsvg-convert is
-there; bad input is refused with a message and a non-zero status.
+there; bad input is refused with a message and a non-zero status, and what is no trace
+at all (a directory, a binary or empty file, a plot without its timeline or tool) in one
+line, exit 2, before anything is printed.
 
 usage: check-report.py REPORT EXAMPLE_DIR
 """
@@ -98,14 +100,44 @@ def main():
         bad = os.path.join(tmp, "bad.log")
         open(bad, "w").write("this is not a trace\n")
         for args, code, want in (([bad], 1, "not a blockswap trace line"),
-                                 ([os.path.join(tmp, "none.log")], 1, "no such file"),
-                                 (["--plot", svg, log], 2, "needs the .json timeline"),
-                                 (["--plot", os.path.join(tmp, "x.gif"), js], 2, ".svg or .png"),
                                  (["--step", "9", log], 2, "step 9 is not in the trace")):
             p = report(tool, *args, ok=False)
             if p.returncode != code or want not in p.stderr:
                 sys.exit(f"FAIL: {args}: exit {p.returncode}, stderr {p.stderr!r}; expected "
                          f"{code} and {want!r}")
+        # What is no trace at all, or a plot that cannot be drawn: one line, exit 2, and
+        # nothing printed before it.
+        binary = os.path.join(tmp, "model.safetensors")
+        open(binary, "wb").write(bytes(range(1, 256)) * 16)  # no NUL, not UTF-8
+        nuls = os.path.join(tmp, "core")
+        open(nuls, "wb").write(b"ELF\0\0\0" * 100)  # UTF-8, but NUL bytes
+        empty = os.path.join(tmp, "empty.json")
+        open(empty, "w").close()
+        blank = os.path.join(tmp, "blank.log")
+        open(blank, "w").write("\n \n")
+        nobin = os.path.join(tmp, "no-bin")
+        os.mkdir(nobin)
+        for args, want, path in (
+                ([os.path.join(tmp, "none.log")], "none.log: no such file", None),
+                ([tmp], f"{tmp}: a directory", None),
+                ([binary], "model.safetensors: a binary file, not a blockswap trace", None),
+                ([nuls], "core: a binary file", None),
+                ([empty], "empty.json: empty: the traced process wrote nothing", None),
+                ([blank], "blank.log: empty", None),
+                ([log, empty], "empty.json: empty", None),
+                (["--plot", svg, log], "--plot needs the .json timeline", None),
+                (["--plot", os.path.join(tmp, "x.gif"), js], ".svg or .png", None),
+                (["--plot", os.path.join(tmp, "nodir", "x.svg"), js], "does not exist", None),
+                (["--plot", os.path.join(tmp, "p.png"), js], "needs rsvg-convert", nobin)):
+            env = dict(os.environ, PATH=path) if path else None
+            p = subprocess.run([sys.executable, tool, *args], capture_output=True, text=True,
+                               timeout=60, env=env)
+            lines = p.stderr.splitlines()
+            if (p.returncode != 2 or p.stdout or len(lines) != 1 or
+                    not lines[0].startswith("blockswap-report: ") or want not in lines[0]):
+                sys.exit(f"FAIL: {args}: exit {p.returncode}, stdout {p.stdout[:200]!r}, "
+                         f"stderr {p.stderr!r}; expected exit 2, nothing printed, one line "
+                         f"with {want!r}")
     print(f"ok: tables agree on {len(rt)} blocks, plot has {len(compute)} compute slices")
 
 
