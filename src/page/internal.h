@@ -84,8 +84,36 @@ struct page_state {
 };
 extern struct page_state bs_pg;
 
-/* ---- residency.c ---- */
-struct managed *pg_find(uint64_t va);
+/* ---- residency.c (the launch path's helpers inline here) ---- */
+static inline unsigned pg_hash_va(uint64_t va)
+{
+    return (unsigned)((va >> 21) * 0x9e3779b97f4a7c15ULL >> (64 - PG_HASH_BITS));
+}
+
+static inline struct managed *pg_find(uint64_t va)
+{
+    for (struct managed *m = bs_pg.table[pg_hash_va(va)]; m; m = m->hash_next)
+        if (m->va == va)
+            return m;
+    return NULL;
+}
+
+/* A use of m on stream slot `slot` (-1: not followed), writing it or not. */
+static inline void pg_note_use(struct managed *m, int slot, bool write)
+{
+    m->fenced = false;
+    if (slot >= 0 && !bs_pg.slots[slot].capturing)
+        m->streams_used |= 1ull << slot;
+    if (write) {
+        m->dirty = true;
+        m->host_valid = false;
+    }
+    bs_pg.tick++;
+    if (m->last_tick && bs_pg.tick - m->last_tick > 1)
+        m->period = bs_pg.tick - m->last_tick;
+    m->last_tick = bs_pg.tick;
+}
+
 void pg_insert(struct managed *m);
 void pg_remove(struct managed *m);
 const char *pg_err(CUresult r);
@@ -114,7 +142,6 @@ void pg_unmap(struct managed *m);
 CUresult pg_start_fill(struct managed *m, bool capturing);
 /* Waits until m's page-in (and its fingerprint) is done. */
 CUresult pg_fill_wait(struct managed *m);
-void pg_note_use(struct managed *m, int slot, bool write);
 /* Queues on the D2H stream the waits for the work that used m so far (see pg_evict). */
 void pg_fence(struct managed *m, uint64_t *queued);
 

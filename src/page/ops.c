@@ -120,8 +120,11 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
         bs_trace_launch_begin(tb, s, capturing, may_wait);
     /* Scheduling first: it may evict blocks that are done and prefetch the next ones;
      * anything of this operation it evicts is made resident again below. */
-    for (int i = 0; i < nm; i++)
-        pg_follow_schedule(bs_sched_use(ms[i]));
+    for (int i = 0; i < nm; i++) {
+        unsigned act = bs_sched_use(ms[i]);
+        if (BS_UNLIKELY(act))
+            pg_follow_schedule(act);
+    }
     for (int i = 0; i < nm && traced && !tb; i++)
         if (ms[i]->sched.block >= 0)
             tb = ms[i];

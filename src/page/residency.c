@@ -21,29 +21,16 @@ struct page_state bs_pg = {
 
 /* ---- the table of managed allocations, streams, errors ---- */
 
-static inline unsigned hash_va(uint64_t va)
-{
-    return (unsigned)((va >> 21) * 0x9e3779b97f4a7c15ULL >> (64 - PG_HASH_BITS));
-}
-
-struct managed *pg_find(uint64_t va)
-{
-    for (struct managed *m = PG.table[hash_va(va)]; m; m = m->hash_next)
-        if (m->va == va)
-            return m;
-    return NULL;
-}
-
 void pg_insert(struct managed *m)
 {
-    unsigned h = hash_va(m->va);
+    unsigned h = pg_hash_va(m->va);
     m->hash_next = PG.table[h];
     PG.table[h] = m;
 }
 
 void pg_remove(struct managed *m)
 {
-    struct managed **pp = &PG.table[hash_va(m->va)];
+    struct managed **pp = &PG.table[pg_hash_va(m->va)];
     while (*pp != m)
         pp = &(*pp)->hash_next;
     *pp = m->hash_next;
@@ -479,21 +466,6 @@ CUresult pg_fill_wait(struct managed *m)
     CUresult r = pg_wait_event(m->ready);
     m->ready_pending = r != CUDA_SUCCESS;
     return r;
-}
-
-void pg_note_use(struct managed *m, int slot, bool write)
-{
-    m->fenced = false;
-    if (slot >= 0 && !PG.slots[slot].capturing)
-        m->streams_used |= 1ull << slot;
-    if (write) {
-        m->dirty = true;
-        m->host_valid = false;
-    }
-    PG.tick++;
-    if (m->last_tick && PG.tick - m->last_tick > 1)
-        m->period = PG.tick - m->last_tick;
-    m->last_tick = PG.tick;
 }
 
 /* ---- eviction ---- */
