@@ -77,6 +77,7 @@ static int do_status(struct bs_buf *o)
     kv(o, "resident", st.resident_bytes);
     kv(o, "unmanaged", st.unmanaged_bytes);
     kv(o, "peak", st.peak_vram_bytes);
+    kv(o, "pooled", st.vram_pooled_bytes);
     bs_buf_add(o, "},\"host\":{\"backing\":%llu", (unsigned long long)st.host_backing_bytes);
     kv(o, "peak", st.peak_host_backing_bytes);
     bs_buf_add(o, "},\"managed\":{\"allocations\":%llu", (unsigned long long)st.managed_allocations);

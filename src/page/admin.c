@@ -161,7 +161,8 @@ static bool ctl_enter_locked(void)
 }
 
 /* Every resident managed allocation goes to the host after the work that used it,
- * through the ordinary eviction (only what changed is copied back); pinned ones stay. */
+ * through the ordinary eviction (only what changed is copied back), and its VRAM back to
+ * the driver; pinned ones stay. */
 int bs_page_ctl_evict(struct bs_ctl_evict *out)
 {
     memset(out, 0, sizeof(*out));
@@ -186,6 +187,8 @@ int bs_page_ctl_evict(struct bs_ctl_evict *out)
         }
         out->evicted++, out->evicted_bytes += b; /* resident[i] is now another one */
     }
+    /* What was evicted is for the driver to give to others, not for the pool. */
+    pg_pool_release(UINT64_MAX);
 out:
     pthread_mutex_unlock(&PG.lock);
     return 0;

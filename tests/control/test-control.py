@@ -222,6 +222,12 @@ def scenario_commands(a, xdg):
         check(t["host_freed_bytes"] > 0 and
               t["host_backing_bytes"] == st["host"]["backing"] - t["host_freed_bytes"],
               "trim freed %d bytes of host backing" % t["host_freed_bytes"])
+        # Swapped blocks reuse each other's physical memory: what is pooled between
+        # steps, trim gives back.
+        check(t["vram_returned_bytes"] == st["vram"]["pooled"],
+              "trim gave back the %d pooled bytes" % st["vram"]["pooled"])
+        _, t2, _ = ctl(a, "--pid", str(p.pid), "trim", xdg=xdg)
+        check(t2["vram_returned_bytes"] == 0, "a second trim finds the pool empty")
         _, st2, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
         check(st2["host"]["backing"] == t["host_backing_bytes"], "status shows less host backing")
         run("verify")
@@ -235,6 +241,7 @@ def scenario_commands(a, xdg):
         check(e["resident_bytes"] == 2 * MiB, "only pinned memory stays resident")
         _, st3, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
         check(st3["vram"]["resident"] == 2 * MiB, "status: resident is the pinned 2 MiB")
+        check(st3["vram"]["pooled"] == 0, "evict gives the VRAM back to the driver, not the pool")
         check(all(not b["resident"] and b["resident_bytes"] == 0
                   for b in blocks_of(st3)["per_block"]), "no block is resident")
         check(st3["host"]["backing"] >= st["host"]["backing"] - 2 * MiB,
