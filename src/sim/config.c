@@ -9,23 +9,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_SIZE, K_GBPS, K_NS, K_BOOL, K_PATH, K_RACE };
+enum kind { K_SIZE, K_GBPS, K_NS, K_BOOL, K_PATH, K_RACE, K_COST };
 
+#define FLAT "a whole number of nanoseconds per call, 0 or more"
+#define SIZED                                                                          \
+    "nanoseconds per call and/or per 2 MiB of the call's size: N, M/2M or N+M/2M "     \
+    "(whole numbers, 0 or more), e.g. 40000/2M"
+
+/* Host costs (clock.c; docs/simulator.md says where each default comes from). */
 static const struct option {
     const char *name;
     enum kind kind;
     const char *def;
     const char *accepted;
+    int cost; /* K_COST: enum sim_cost */
 } options[] = {
     {"CUDASIM_VRAM", K_SIZE, "8G",
-     "a positive byte count with an optional K, M, G or T suffix (powers of 1024), e.g. 8G"},
-    {"CUDASIM_PCIE_GBPS", K_GBPS, "25", "a positive number of GB/s (1 GB = 1e9 bytes), e.g. 25"},
-    {"CUDASIM_HBM_GBPS", K_GBPS, "3000", "a positive number of GB/s (1 GB = 1e9 bytes), e.g. 3000"},
-    {"CUDASIM_API_NS", K_NS, "0", "a whole number of nanoseconds, 0 or more"},
-    {"CUDASIM_VERBOSE", K_BOOL, "0", "0 or 1"},
-    {"CUDASIM_RACECHECK", K_BOOL, "1", "0 or 1"},
-    {"CUDASIM_RACE", K_RACE, "order", "order or time"},
-    {"CUDASIM_REPORT", K_PATH, "", "a file path (empty: no report)"},
+     "a positive byte count with an optional K, M, G or T suffix (powers of 1024), e.g. 8G", 0},
+    {"CUDASIM_PCIE_GBPS", K_GBPS, "25", "a positive number of GB/s (1 GB = 1e9 bytes), e.g. 25", 0},
+    {"CUDASIM_HBM_GBPS", K_GBPS, "3000", "a positive number of GB/s (1 GB = 1e9 bytes), e.g. 3000", 0},
+    {"CUDASIM_API_NS", K_NS, "0", "a whole number of nanoseconds, 0 or more", 0},
+    {"CUDASIM_VERBOSE", K_BOOL, "0", "0 or 1", 0},
+    {"CUDASIM_RACECHECK", K_BOOL, "1", "0 or 1", 0},
+    {"CUDASIM_RACE", K_RACE, "order", "order or time", 0},
+    {"CUDASIM_REPORT", K_PATH, "", "a file path (empty: no report)", 0},
+    {"CUDASIM_COSTS", K_BOOL, "1", "0 or 1", 0},
+    {"CUDASIM_HOST_CPU", K_BOOL, "0", "0 or 1", 0},
+    {"CUDASIM_COST_LAUNCH", K_COST, "3000", FLAT, SIM_COST_LAUNCH},
+    {"CUDASIM_COST_COPY", K_COST, "3000", FLAT, SIM_COST_COPY},
+    {"CUDASIM_COST_MEMSET", K_COST, "3000", FLAT, SIM_COST_MEMSET},
+    {"CUDASIM_COST_EVENT", K_COST, "1000", FLAT, SIM_COST_EVENT},
+    {"CUDASIM_COST_STREAM", K_COST, "1000", FLAT, SIM_COST_STREAM},
+    {"CUDASIM_COST_MEM_CREATE", K_COST, "40000/2M", SIZED, SIM_COST_MEM_CREATE},
+    {"CUDASIM_COST_MEM_MAP", K_COST, "1500/2M", SIZED, SIM_COST_MEM_MAP},
+    {"CUDASIM_COST_MEM_SET_ACCESS", K_COST, "30000/2M", SIZED, SIM_COST_MEM_SET_ACCESS},
+    {"CUDASIM_COST_MEM_UNMAP", K_COST, "20000/2M", SIZED, SIM_COST_MEM_UNMAP},
+    {"CUDASIM_COST_MEM_RELEASE", K_COST, "10000/2M", SIZED, SIM_COST_MEM_RELEASE},
+    {"CUDASIM_COST_ADDRESS_RESERVE", K_COST, "2000", SIZED, SIM_COST_ADDRESS_RESERVE},
+    {"CUDASIM_COST_ADDRESS_FREE", K_COST, "2000", SIZED, SIM_COST_ADDRESS_FREE},
 };
 
 int cudasim_parse_size(const char *s, uint64_t *out)
@@ -57,6 +78,49 @@ int cudasim_parse_size(const char *s, uint64_t *out)
     *out = (uint64_t)v << shift;
     return 0;
 }
+
+static int parse_ns(const char **p, uint64_t *out)
+{
+    char *end;
+    if (**p < '0' || **p > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(*p, &end, 10);
+    if (errno)
+        return -ERANGE;
+    *out = v;
+    *p = end;
+    return 0;
+}
+
+/* N, M/2M or N+M/2M; the per-size part only for the VMM calls. */
+static int parse_cost(const char *s, bool sized, struct sim_cost_cfg *out)
+{
+    struct sim_cost_cfg c = {0, 0};
+    uint64_t v;
+    if (parse_ns(&s, &v))
+        return -EINVAL;
+    if (*s == '+') {
+        c.fixed = v;
+        s++;
+        if (parse_ns(&s, &v) || strcmp(s, "/2M") != 0)
+            return -EINVAL;
+        c.per_2m = v;
+    } else if (strcmp(s, "/2M") == 0) {
+        c.per_2m = v;
+    } else if (*s == '\0') {
+        c.fixed = v;
+    } else {
+        return -EINVAL;
+    }
+    if (c.per_2m && !sized)
+        return -EINVAL;
+    *out = c;
+    return 0;
+}
+
+/* CUDASIM_COSTS=0: every cost not set by its own variable is zero. */
+static bool costs_on;
 
 static int parse(const struct option *o, const char *s, struct cudasim_config *cfg)
 {
@@ -94,9 +158,15 @@ static int parse(const struct option *o, const char *s, struct cudasim_config *c
             return -EINVAL;
         if (strcmp(o->name, "CUDASIM_VERBOSE") == 0)
             cfg->verbose = s[0] == '1';
+        else if (strcmp(o->name, "CUDASIM_COSTS") == 0)
+            costs_on = s[0] == '1';
+        else if (strcmp(o->name, "CUDASIM_HOST_CPU") == 0)
+            cfg->host_cpu = s[0] == '1';
         else
             cfg->racecheck = s[0] == '1';
         return 0;
+    case K_COST:
+        return parse_cost(s, o->cost >= SIM_COST_MEM_CREATE, &cfg->cost[o->cost]);
     case K_RACE:
         /* order: a release must be ordered after every use (happens-before); time:
          * only uses still running in virtual time count (the old, weaker check). */
@@ -128,5 +198,11 @@ void cudasim_config_load(struct cudasim_config *cfg)
                          o->accepted, o->def[0] ? o->def : "(none)");
             parse(o, o->def, cfg);
         }
+    }
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]) && !costs_on; i++) {
+        const struct option *o = &options[i];
+        const char *v = getenv(o->name);
+        if (o->kind == K_COST && !(v && parse(o, v, cfg) == 0))
+            cfg->cost[o->cost] = (struct sim_cost_cfg){0, 0};
     }
 }

@@ -57,6 +57,7 @@ static void atfork_child(void)
 static void setup(void)
 {
     init_mutex();
+    cudasim_clock_setup();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
@@ -79,7 +80,6 @@ CUresult cudasim_enter(enum sim_need need)
         return CUDA_SUCCESS;
     if (!G.initialized)
         return CUDA_ERROR_NOT_INITIALIZED;
-    G.host_ns += G.cfg.api_ns;
     if (need == SIM_NEED_CTX) {
         struct sim_ctx *c = tls_top();
         if (!c || c->magic != SIM_MAGIC_CTX || (c->primary && !c->active))
@@ -90,7 +90,11 @@ CUresult cudasim_enter(enum sim_need need)
     return CUDA_SUCCESS;
 }
 
-void cudasim_leave(void) { pthread_mutex_unlock(&G.lock); }
+void cudasim_leave(void)
+{
+    cudasim_call_end();
+    pthread_mutex_unlock(&G.lock);
+}
 
 CUresult cudasim_check_ctx(CUcontext h, struct sim_ctx **out)
 {

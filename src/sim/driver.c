@@ -23,7 +23,7 @@
         static int fault_id_ = -1;                                             \
         CUresult r_ = cudasim_enter(need);                                     \
         if (r_ == CUDA_SUCCESS)                                                \
-            r_ = cudasim_fault(&fault_id_, __func__);                          \
+            r_ = cudasim_call(&fault_id_, __func__);                           \
         if (r_ == CUDA_SUCCESS)                                                \
             r_ = (expr);                                                       \
         cudasim_leave();                                                       \
@@ -152,7 +152,7 @@ CUresult cuMemGetInfo(unsigned int *free, unsigned int *total)
     static int fault_id_ = -1;
     CUresult r = cudasim_enter(SIM_NEED_CTX);
     if (r == CUDA_SUCCESS)
-        r = cudasim_fault(&fault_id_, __func__);
+        r = cudasim_call(&fault_id_, __func__);
     if (r == CUDA_SUCCESS)
         r = cudasim_mem_get_info(&f, &t);
     cudasim_leave();

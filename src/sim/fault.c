@@ -108,7 +108,7 @@ static CUresult error_for(const char *sym)
     return CUDA_ERROR_UNKNOWN;
 }
 
-CUresult cudasim_fault(int *cached_id, const char *sym)
+static CUresult use(int *cached_id, const char *sym, bool charge)
 {
     int id = __atomic_load_n(cached_id, __ATOMIC_RELAXED);
     if (id < 0) {
@@ -119,6 +119,9 @@ CUresult cudasim_fault(int *cached_id, const char *sym)
     }
     pthread_once(&parse_once, parse_env);
     uint64_t use = __atomic_add_fetch(&uses[id], 1, __ATOMIC_RELAXED);
+    /* An accepted call costs the host its time, whether or not it is made to fail. */
+    if (charge && G.initialized)
+        cudasim_charge_call(id);
     for (int i = 0; i < nfaults; i++) {
         const struct fault *f = &faults[i];
         if (f->id == id && (use == f->n || (f->from_on && use > f->n))) {
@@ -134,11 +137,16 @@ CUresult cudasim_fault(int *cached_id, const char *sym)
     return CUDA_SUCCESS;
 }
 
+CUresult cudasim_fault(int *cached_id, const char *sym) { return use(cached_id, sym, false); }
+
+CUresult cudasim_call(int *cached_id, const char *sym) { return use(cached_id, sym, true); }
+
 /* A forked child counts its own uses from zero, as a fresh process would. */
 void cudasim_fault_reset_counts(void)
 {
     memset(uses, 0, sizeof(uses));
     injected = 0;
+    cudasim_clock_reset_counts();
 }
 
 void cudasim_fault_report(FILE *f)

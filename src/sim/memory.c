@@ -739,6 +739,7 @@ CUresult cudasim_vmm_reserve(CUdeviceptr *ptr, size_t size, size_t align, CUdevi
     G.resv[at] = (struct sim_resv){(uintptr_t)p, (uintptr_t)p + size};
     G.nresv++;
     *ptr = (CUdeviceptr)(uintptr_t)p;
+    cudasim_charge_size(SIM_COST_ADDRESS_RESERVE, size);
     cudasim_verbose("reserve 0x%llx (%zu bytes)", (unsigned long long)*ptr, size);
     return CUDA_SUCCESS;
 }
@@ -790,6 +791,7 @@ CUresult cudasim_vmm_address_free(CUdeviceptr ptr, size_t size)
     size_t at = (size_t)(rv - G.resv);
     memmove(&G.resv[at], &G.resv[at + 1], (G.nresv - at - 1) * sizeof(*G.resv));
     G.nresv--;
+    cudasim_charge_size(SIM_COST_ADDRESS_FREE, size);
     return CUDA_SUCCESS;
 }
 
@@ -818,6 +820,7 @@ CUresult cudasim_vmm_create(CUmemGenericAllocationHandle *handle, size_t size, c
     ph->refs = 1;
     ph->prop = *prop;
     *handle = (CUmemGenericAllocationHandle)(uintptr_t)ph;
+    cudasim_charge_size(SIM_COST_MEM_CREATE, size);
     cudasim_verbose("create physical %zu bytes, device now %llu bytes", size, (unsigned long long)G.device_bytes);
     return CUDA_SUCCESS;
 }
@@ -828,6 +831,7 @@ CUresult cudasim_vmm_release(CUmemGenericAllocationHandle handle)
     struct sim_phys *ph = phys_get(handle);
     if (!ph || ph->refs <= 0)
         return CUDA_ERROR_INVALID_VALUE;
+    cudasim_charge_size(SIM_COST_MEM_RELEASE, ph->size);
     ph->refs--;
     phys_maybe_free(ph);
     return CUDA_SUCCESS;
@@ -860,6 +864,7 @@ CUresult cudasim_vmm_map(CUdeviceptr ptr, size_t size, size_t offset, CUmemGener
     r->phys = ph;
     r->phys_offset = offset;
     ph->maps++;
+    cudasim_charge_size(SIM_COST_MEM_MAP, size);
     cudasim_verbose("map 0x%llx (%zu bytes)", (unsigned long long)ptr, size);
     return CUDA_SUCCESS;
 }
@@ -889,6 +894,7 @@ CUresult cudasim_vmm_unmap(CUdeviceptr ptr, size_t size)
         p = r->end;
         unmap_range("cuMemUnmap", r);
     }
+    cudasim_charge_size(SIM_COST_MEM_UNMAP, size);
     cudasim_verbose("unmap 0x%llx (%zu bytes)", (unsigned long long)ptr, size);
     return CUDA_SUCCESS;
 }
@@ -921,6 +927,7 @@ CUresult cudasim_vmm_set_access(CUdeviceptr ptr, size_t size, const CUmemAccessD
         r->prot = prot;
         p = r->end;
     }
+    cudasim_charge_size(SIM_COST_MEM_SET_ACCESS, size);
     return CUDA_SUCCESS;
 }
 

@@ -175,7 +175,7 @@ void cudasim_race_host_release(const char *api, struct sim_range *r, uintptr_t l
         const struct sim_acc *a = &r->hist[i];
         if (a->hi <= lo || a->lo >= hi || ordered_before(a, host))
             continue;
-        if (G.cfg.race_time && a->end_ns <= G.host_ns)
+        if (G.cfg.race_time && a->end_ns <= cudasim_now())
             continue;
         char an[64];
         describe_agent(a->agent, an, sizeof(an));
@@ -188,7 +188,7 @@ void cudasim_race_host_release(const char *api, struct sim_range *r, uintptr_t l
                           api, (unsigned long long)lo, (unsigned long long)hi, a->kind, a->name,
                           (unsigned long long)a->seq, an, (unsigned long long)a->lo,
                           (unsigned long long)a->hi, (unsigned long long)a->end_ns,
-                          (unsigned long long)G.host_ns);
+                          (unsigned long long)cudasim_now());
         else
             cudasim_error("%s of 0x%llx-0x%llx while %s %s (op #%llu) on %s, which uses "
                           "0x%llx-0x%llx, is not ordered before the release: the host has not "
@@ -198,7 +198,7 @@ void cudasim_race_host_release(const char *api, struct sim_range *r, uintptr_t l
                           api, (unsigned long long)lo, (unsigned long long)hi, a->kind, a->name,
                           (unsigned long long)a->seq, an, (unsigned long long)a->lo,
                           (unsigned long long)a->hi, (unsigned long long)a->end_ns,
-                          (unsigned long long)G.host_ns);
+                          (unsigned long long)cudasim_now());
         return; /* one report per release */
     }
 }

@@ -61,7 +61,9 @@ void cudasim_verbose(const char *fmt, ...)
     char buf[1024];
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "cudasim: [t=%llu ns] %s\n", (unsigned long long)G.host_ns, buf);
+    struct sim_thread *t = cudasim_thread();
+    fprintf(stderr, "cudasim: [thread %llu t=%llu ns] %s\n", (unsigned long long)t->index,
+            (unsigned long long)t->now, buf);
 }
 
 static void json_string(FILE *f, const char *s)
@@ -91,7 +93,7 @@ static void write_report(void)
         cudasim_warn("CUDASIM_REPORT=\"%s\": cannot write the report", path);
         return;
     }
-    uint64_t end = G.host_ns;
+    uint64_t host = cudasim_host_max(), end = host;
     for (int e = 0; e < SIM_ENG_COUNT; e++)
         end = SIM_MAX(end, G.eng[e].free_at);
     end = SIM_MAX(end, G.prio_free_at);
@@ -109,7 +111,7 @@ static void write_report(void)
     U("d2d_bytes", G.d2d_bytes);
     U("h2h_bytes", G.h2h_bytes);
     U("virtual_time_ns", end);
-    U("host_time_ns", G.host_ns);
+    U("host_time_ns", host);
     U("compute_busy_ns", G.eng[SIM_ENG_COMPUTE].busy_ns);
     U("compute_priority_busy_ns", G.prio_busy_ns);
     U("h2d_busy_ns", G.eng[SIM_ENG_H2D].busy_ns);
@@ -124,6 +126,7 @@ static void write_report(void)
     U("errors", G.errors);
 #undef U
     cudasim_fault_report(f);
+    cudasim_clock_report(f);
     fprintf(f, "  \"illegal_address\": %s,\n", G.illegal_address ? "true" : "false");
     fprintf(f, "  \"first_error\": ");
     if (G.has_first_error)

@@ -62,11 +62,36 @@ enum {
 
 /* ---- config.c: CUDASIM_* environment, parsed once ---------------------------- */
 
+/* Host cost classes (clock.c): what a call costs the calling thread in virtual ns. */
+enum sim_cost {
+    SIM_COST_LAUNCH,          /* cuLaunchKernel*, cuLaunchCooperativeKernel*, cuGraphLaunch* */
+    SIM_COST_COPY,            /* cuMemcpy* (issue; a synchronous copy also waits) */
+    SIM_COST_MEMSET,          /* cuMemset* */
+    SIM_COST_EVENT,           /* cuEvent* */
+    SIM_COST_STREAM,          /* cuStream*, cuLaunchHostFunc*, cuCtxSynchronize */
+    SIM_COST_MEM_CREATE,      /* the VMM calls: a fixed part and a part per 2 MiB */
+    SIM_COST_MEM_MAP,
+    SIM_COST_MEM_SET_ACCESS,
+    SIM_COST_MEM_UNMAP,
+    SIM_COST_MEM_RELEASE,
+    SIM_COST_ADDRESS_RESERVE,
+    SIM_COST_ADDRESS_FREE,
+    SIM_COST_COUNT,
+    SIM_COST_NONE = -1,
+};
+
+struct sim_cost_cfg {
+    uint64_t fixed;  /* ns per call */
+    uint64_t per_2m; /* ns per 2 MiB granule of the call's size (VMM calls only) */
+};
+
 struct cudasim_config {
     uint64_t vram_bytes;
     double pcie_gbps; /* GB/s, GB = 1e9 bytes, i.e. bytes per ns */
     double hbm_gbps;
     uint64_t api_ns;
+    struct sim_cost_cfg cost[SIM_COST_COUNT];
+    bool host_cpu; /* CUDASIM_HOST_CPU: charge measured CPU time between calls */
     bool verbose;
     bool racecheck;
     bool race_time; /* CUDASIM_RACE=time: in-use releases judged by virtual time */
@@ -82,6 +107,31 @@ void cudasim_error(const char *fmt, ...) SIM_PRINTF(1, 2);
 void cudasim_warn(const char *fmt, ...) SIM_PRINTF(1, 2);
 void cudasim_verbose(const char *fmt, ...) SIM_PRINTF(1, 2);
 void cudasim_report_register(void);
+
+/* ---- clock.c: per-thread virtual clocks, host costs ----------------------------- */
+
+/* One per host thread that called the driver: its virtual time. */
+struct sim_thread {
+    uint64_t now;
+    uint64_t cpu_mark; /* CLOCK_THREAD_CPUTIME_ID at the end of its last call */
+    bool cpu_marked;
+    unsigned gen;      /* generation of the state it belongs to */
+    int call;          /* export id of the call in progress (for charges by size) */
+    uint64_t index;    /* 0 for the first thread that called, 1 for the next, ... */
+    struct sim_thread *next;
+};
+
+void cudasim_clock_setup(void);
+/* pre (all below): lock held. The calling thread's record, made at its first call. */
+struct sim_thread *cudasim_thread(void);
+uint64_t cudasim_now(void);         /* the calling thread's virtual time */
+void cudasim_join(uint64_t t);      /* it waited for something that ends at t */
+uint64_t cudasim_host_max(void);    /* latest of all threads' clocks */
+void cudasim_charge_call(int id);   /* an accepted call of export id: its flat cost */
+void cudasim_charge_size(enum sim_cost c, uint64_t bytes); /* the per-2-MiB part */
+void cudasim_call_end(void);
+void cudasim_clock_reset_counts(void);
+void cudasim_clock_report(FILE *f);
 
 /* ---- vector clocks (race.c) ----------------------------------------------------- */
 
@@ -101,10 +151,20 @@ void cudasim_vc_set(struct sim_vc *vc, uint32_t i, uint64_t v);
 /* An agent is anything whose operations are ordered among themselves: the host
  * (index 0) and each stream. It owns the stream's vector clock and timeline end so
  * both survive cuStreamDestroy until a synchronisation makes them irrelevant. */
+/* One operation (or wait) of an agent, for its order in virtual time: issued when the
+ * issuing thread's clock read `issue`, ends at `end`; pmax: the latest end of it and
+ * everything before it in the agent's history. */
+struct sim_mark {
+    uint64_t issue, end, pmax;
+};
+
 struct sim_agent {
     char name[48];
     struct sim_vc vc;
     uint64_t last_end;   /* virtual ns at which its last operation ends */
+    struct sim_mark *marks; /* ring of its latest operations, in issue (lock) order */
+    uint32_t nmarks, capmarks, head;
+    uint64_t floor;      /* latest end of the operations dropped from the ring */
     struct sim_ctx *ctx;
     bool live;           /* stream not destroyed */
     bool retired;        /* dead and joined into the host: skipped from now on */
@@ -172,8 +232,12 @@ struct cudasim_state {
     uint64_t next_buffer_id;
     struct sim_pool *default_pool, *current_pool;
 
+    /* clock.c: host threads' clocks */
+    struct sim_thread *threads;
+    uint64_t nthreads;
+    uint64_t host_retired_ns; /* latest clock of threads that have exited */
+
     /* timeline.c */
-    uint64_t host_ns;
     struct sim_engine eng[SIM_ENG_COUNT];
     uint64_t prio_free_at, prio_busy_ns; /* kernels of streams of raised priority */
     struct sim_agent *agents;
@@ -559,6 +623,9 @@ const char *cudasim_error_name_or(CUresult err);
  * returns the injected error when CUDASIM_FAIL names this use, else CUDA_SUCCESS.
  * Lock-free: also called by the entry points that take no lock. */
 CUresult cudasim_fault(int *cached_id, const char *sym);
+/* The same for an entry point that holds the lock: also charges the call's host cost
+ * to the calling thread (clock.c). */
+CUresult cudasim_call(int *cached_id, const char *sym);
 void cudasim_fault_reset_counts(void);
 void cudasim_fault_report(FILE *f);
 

@@ -21,6 +21,65 @@ static __thread struct {
 
 struct sim_agent *cudasim_agent(uint32_t i) { return &G.agents[i]; }
 
+/* Operations an agent remembers for ordering by virtual issue time. Beyond this many
+ * the oldest count as issued before anything (an approximation: see
+ * docs/simulator.md, Threads and virtual time). */
+#define MARKS_MAX 4096u
+
+/* Notes an operation (or a wait) of a, issued at virtual time `issue`, ending at `end`. */
+static void mark(struct sim_agent *a, uint64_t issue, uint64_t end)
+{
+    if (a->nmarks == a->capmarks && a->capmarks < MARKS_MAX) {
+        uint32_t cap = a->capmarks ? a->capmarks * 2 : 16;
+        struct sim_mark *m = malloc(cap * sizeof(*m));
+        if (!m)
+            abort();
+        /* Unroll the ring, oldest first. */
+        for (uint32_t i = 0; i < a->nmarks; i++)
+            m[i] = a->marks[(a->head + i) % a->capmarks];
+        free(a->marks);
+        a->marks = m;
+        a->capmarks = cap;
+        a->head = 0;
+    }
+    uint64_t prev = a->floor;
+    if (a->nmarks)
+        prev = a->marks[(a->head + a->nmarks - 1) % a->capmarks].pmax;
+    if (a->nmarks == a->capmarks) {
+        a->floor = SIM_MAX(a->floor, a->marks[a->head].end);
+        a->head = (a->head + 1) % a->capmarks;
+        a->nmarks--;
+    }
+    a->marks[(a->head + a->nmarks) % a->capmarks] =
+        (struct sim_mark){ .issue = issue, .end = end, .pmax = SIM_MAX(prev, end) };
+    a->nmarks++;
+    a->last_end = SIM_MAX(a->last_end, end);
+}
+
+/* When a's operations issued at virtual time t or before end: what an operation
+ * issued at t waits for. Operations another thread issued at a later virtual time are
+ * in t's future, even if the lock admitted them first. */
+static uint64_t end_at(const struct sim_agent *a, uint64_t t)
+{
+    uint64_t r = a->floor;
+    for (uint32_t k = a->nmarks; k-- > 0;) {
+        const struct sim_mark *m = &a->marks[(a->head + k) % a->capmarks];
+        if (m->issue <= t)
+            r = SIM_MAX(r, m->end);
+        uint64_t before = k ? a->marks[(a->head + k - 1) % a->capmarks].pmax : a->floor;
+        if (r >= before)
+            break; /* nothing older ends later */
+    }
+    return r;
+}
+
+static void marks_free(struct sim_agent *a)
+{
+    free(a->marks);
+    a->marks = NULL;
+    a->nmarks = a->capmarks = a->head = 0;
+}
+
 uint32_t cudasim_agent_new(const char *name, struct sim_ctx *ctx, bool blocking)
 {
     if (G.nagents == G.capagents) {
@@ -38,11 +97,12 @@ uint32_t cudasim_agent_new(const char *name, struct sim_ctx *ctx, bool blocking)
     a->ctx = ctx;
     a->live = true;
     a->blocking = blocking;
-    /* A new stream starts where the host is: whatever the host did before creating
-     * it precedes all of its work. */
+    /* A new stream starts where its creator is: whatever the host did before creating
+     * it precedes all of its work. Its creation counts as issued at time 0, i.e. in
+     * every thread's past: a thread can only hold the handle once it exists. */
     if (i > 0) {
         cudasim_vc_copy(&a->vc, &G.agents[0].vc);
-        a->last_end = G.host_ns;
+        mark(a, 0, cudasim_now());
     }
     return i;
 }
@@ -139,7 +199,7 @@ static struct sim_agent *A(const struct sim_stream *s) { return &G.agents[s->age
 /* Legacy NULL-stream rule: its ops wait for all earlier work of blocking streams of
  * its context, and blocking streams' later ops wait for it. Joins those agents'
  * clocks into s and returns the time they end. */
-static uint64_t join_implicit(struct sim_stream *s)
+static uint64_t join_implicit(struct sim_stream *s, uint64_t now)
 {
     struct sim_agent *me = A(s);
     uint64_t t = 0;
@@ -148,12 +208,12 @@ static uint64_t join_implicit(struct sim_stream *s)
             struct sim_agent *a = &G.agents[i];
             if (a == me || !a->blocking || a->retired || a->ctx != s->ctx)
                 continue;
-            t = SIM_MAX(t, a->last_end);
+            t = SIM_MAX(t, end_at(a, now));
             cudasim_vc_join(&me->vc, &a->vc);
         }
     } else if (me->blocking) {
         struct sim_agent *l = A(s->ctx->legacy);
-        t = l->last_end;
+        t = end_at(l, now);
         cudasim_vc_join(&me->vc, &l->vc);
     }
     return t;
@@ -162,10 +222,13 @@ static uint64_t join_implicit(struct sim_stream *s)
 uint64_t cudasim_tl_order(struct sim_stream *s, enum sim_engine_id eng, uint64_t dur, uint64_t *end)
 {
     struct sim_agent *me = A(s);
-    /* Host program order: everything the host did or learned before issuing. */
+    /* Host program order: everything the host did or learned before issuing. The
+     * vector clocks follow the order the lock admitted the calls (what really
+     * happened); times follow virtual issue times (end_at). */
     cudasim_vc_join(&me->vc, &G.agents[0].vc);
-    uint64_t t = SIM_MAX(G.host_ns, me->last_end);
-    t = SIM_MAX(t, join_implicit(s));
+    uint64_t now = cudasim_now();
+    uint64_t t = SIM_MAX(now, end_at(me, now));
+    t = SIM_MAX(t, join_implicit(s, now));
     cudasim_vc_set(&me->vc, s->agent, cudasim_vc_get(&me->vc, s->agent) + 1);
     if (eng == SIM_ENG_COMPUTE && s->priority < 0) {
         /* A GPU dispatches the thread blocks of a stream of higher priority ahead of
@@ -180,14 +243,14 @@ uint64_t cudasim_tl_order(struct sim_stream *s, enum sim_engine_id eng, uint64_t
         G.eng[eng].free_at = t + dur;
         G.eng[eng].busy_ns += dur;
     }
-    me->last_end = t + dur;
+    mark(me, now, t + dur);
     *end = t + dur;
     return t;
 }
 
 static void host_learn(struct sim_agent *a)
 {
-    G.host_ns = SIM_MAX(G.host_ns, a->last_end);
+    cudasim_join(a->last_end);
     cudasim_vc_join(&G.agents[0].vc, &a->vc);
 }
 
@@ -217,21 +280,23 @@ void cudasim_host_wait_all(void)
         if (!a->live) {
             a->retired = true;
             cudasim_vc_free(&a->vc);
+            marks_free(a);
         }
     }
     for (int e = 0; e < SIM_ENG_COUNT; e++)
-        G.host_ns = SIM_MAX(G.host_ns, G.eng[e].free_at);
-    G.host_ns = SIM_MAX(G.host_ns, G.prio_free_at);
+        cudasim_join(G.eng[e].free_at);
+    cudasim_join(G.prio_free_at);
 }
 
 static bool stream_pending(struct sim_stream *s)
 {
-    if (A(s)->last_end > G.host_ns)
+    uint64_t now = cudasim_now();
+    if (A(s)->last_end > now)
         return true;
     if (s->kind == SIM_STREAM_LEGACY)
         for (uint32_t i = 1; i < G.nagents; i++) {
             struct sim_agent *a = &G.agents[i];
-            if (a->blocking && !a->retired && a->ctx == s->ctx && a->last_end > G.host_ns)
+            if (a->blocking && !a->retired && a->ctx == s->ctx && a->last_end > now)
                 return true;
         }
     return false;
@@ -303,7 +368,7 @@ CUresult cudasim_stream_query(CUstream h, bool pt)
                 if (a->blocking && !a->retired && a->ctx == s->ctx)
                     t = SIM_MAX(t, a->last_end);
             }
-        G.host_ns = SIM_MAX(G.host_ns, t);
+        cudasim_join(t);
         return CUDA_ERROR_NOT_READY;
     }
     cudasim_host_wait_stream(s);
@@ -325,7 +390,7 @@ CUresult cudasim_stream_wait_event(CUstream h, CUevent he, unsigned flags, bool 
     if (!e->recorded)
         return CUDA_SUCCESS; /* waiting on a never-recorded event is a no-op, as real */
     struct sim_agent *a = A(s);
-    a->last_end = SIM_MAX(a->last_end, e->time);
+    mark(a, cudasim_now(), e->time); /* later work issued from now on waits for it */
     cudasim_vc_join(&a->vc, &e->vc);
     return CUDA_SUCCESS;
 }
@@ -437,7 +502,7 @@ CUresult cudasim_event_synchronize(CUevent h)
     if (r)
         return r;
     if (e->recorded) {
-        G.host_ns = SIM_MAX(G.host_ns, e->time);
+        cudasim_join(e->time);
         cudasim_vc_join(&G.agents[0].vc, &e->vc);
     }
     return CUDA_SUCCESS;
@@ -451,8 +516,8 @@ CUresult cudasim_event_query(CUevent h)
         return r;
     if (!e->recorded)
         return CUDA_SUCCESS;
-    if (e->time > G.host_ns) {
-        G.host_ns = e->time;
+    if (e->time > cudasim_now()) {
+        cudasim_join(e->time);
         return CUDA_ERROR_NOT_READY;
     }
     cudasim_vc_join(&G.agents[0].vc, &e->vc);
@@ -470,7 +535,7 @@ CUresult cudasim_event_elapsed(float *ms, CUevent ha, CUevent hb)
         return CUDA_ERROR_INVALID_HANDLE;
     if (!a->recorded || !b->recorded)
         return CUDA_ERROR_INVALID_HANDLE;
-    if (a->time > G.host_ns || b->time > G.host_ns)
+    if (a->time > cudasim_now() || b->time > cudasim_now())
         return CUDA_ERROR_NOT_READY;
     *ms = (float)(((double)b->time - (double)a->time) / 1e6);
     return CUDA_SUCCESS;

@@ -17,7 +17,7 @@ BLOCKSWAP_VRAM_LIMIT = min(N, N - k + prefetch) paged blocks + the rest (unmanag
 usage: bench-blocks.py [PROG SIM_DIR SHIM] [--build DIR] [--quick] [--emulate-k-with-limit]
                        [--ratios 0.5,1,3] [--ks 0,10,20,30,40] [--policies default,sync]
                        [--steps 4] [--prefetch 2] [--placement spread|last] [--gbps 25]
-                       [--async] [--jobs N]
+                       [--async] [--jobs N] [--sim-env CUDASIM_X=V ...]
                        [--json FILE|-] [--keep DIR] [-- PROGRAM ARGS...]
 All times are virtual (the simulator's timeline), not wall-clock."""
 import argparse, concurrent.futures, json, os, re, shutil, subprocess, sys, tempfile, time
@@ -45,6 +45,8 @@ def parse_args():
     ap.add_argument("--async", dest="async_", action="store_true", help="weights by cuMemAllocAsync")
     ap.add_argument("--racecheck", default="1", choices=["0", "1"], help="CUDASIM_RACECHECK (default 1)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="runs at once")
+    ap.add_argument("--sim-env", action="append", default=[], metavar="CUDASIM_X=V",
+                    help="a simulator setting for every run, e.g. CUDASIM_COSTS=0 (host costs off); repeatable")
     ap.add_argument("--json", default=None, help="also write all results as JSON to FILE ('-': stdout)")
     ap.add_argument("--keep", default=None, help="keep each run's report and output in DIR")
     argv = sys.argv[1:]
@@ -54,6 +56,9 @@ def parse_args():
         argv, extra = argv[:i], argv[i + 1:]
     a = ap.parse_args(argv)
     a.extra = extra
+    for kv in a.sim_env:
+        if not re.fullmatch(r"CUDASIM_[A-Z0-9_]+=.*", kv):
+            ap.error("--sim-env takes CUDASIM_NAME=VALUE, not %r" % kv)
     if a.quick:
         a.ratios = a.ratios or "1"
         a.ks = a.ks or "0,20,40"
@@ -106,6 +111,7 @@ def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, tmp):
            if not key.startswith("BLOCKSWAP_") and not key.startswith("CUDASIM_")}
     env.update(LD_LIBRARY_PATH=sim_dir, LD_PRELOAD=shim, CUDASIM_REPORT=report, CUDASIM_VRAM=a.vram,
                CUDASIM_PCIE_GBPS=repr(a.gbps), CUDASIM_RACECHECK=a.racecheck, BLOCKSWAP_LOG_LEVEL="warn")
+    env.update(kv.split("=", 1) for kv in a.sim_env)
     limit = None
     if k == 0:
         # All-resident: a limit far above the model (the simulated VRAM holds it).
@@ -240,6 +246,8 @@ def main():
              S["block_bytes"] / MiB, S["block_paged"] / MiB, S["block_managed"] / MiB, S["rest_bytes"] / MiB))
     print("  PCIe %g GB/s per direction: one block's fill %.3f ms; %d steps per run, step 0 excluded; %s%s"
           % (a.gbps, S["block_managed"] / a.gbps / 1e6, a.steps, mode, ", weights by cuMemAllocAsync" if a.async_ else ""))
+    print("  simulator: %s" % (", ".join(a.sim_env) if a.sim_env else
+                               "default settings, host costs on (docs/simulator.md, Host costs)"))
     print("  columns: step = mean virtual step time; x k=0 = ratio to the all-resident run at the same ratio;")
     print("  H2D/D2H = MiB paged in / written back per step (blocks = H2D / one block); stall = step - compute busy;")
     print("  bound = max(compute, k blocks / bandwidth) + one block's fill (k > 0); pred = (N-k+prefetch) blocks + rest")
