@@ -37,9 +37,11 @@ BLOCK_BYTES = sum(WEIGHT_BYTES)
 
 def run(prog, shim, simdir, env_extra, args=(), preload=True):
     env = dict(os.environ)
-    # The launching thread moves the window itself: the timeline does not depend on
-    # when a pager thread gets to run, so it can be checked exactly.
+    # The launching thread moves the window itself, and the simulator charges no host
+    # cost for driver calls (CUDASIM_COSTS=0): what the tracer reports is compared with
+    # the device timeline exactly, so nothing but the device may move it.
     env.update({"LD_LIBRARY_PATH": simdir, "CUDASIM_VRAM": "4G", "BLOCKSWAP_PAGER_THREAD": "0",
+                "CUDASIM_COSTS": "0",
                 "CUDASIM_PCIE_GBPS": str(GBPS), "CUDASIM_HBM_GBPS": str(HBM),
                 "CUDASIM_RACECHECK": "1"})
     if preload:
