@@ -85,7 +85,6 @@ static int drop(struct managed **v, int *n, struct managed *m)
     return -1;
 }
 
-#define mib bs_size_str
 
 static uint64_t k_setting(void)
 {
@@ -144,14 +143,14 @@ static void choose_k(struct stack *st, const char *how, int per_block)
         if (fit != k)
             bs_log(BS_LOG_WARN, "BLOCKSWAP_BLOCKS_TO_SWAP=%d needs %s of VRAM for weights, but "
                    "the limit leaves %s after %s for activations; using %d, the nearest that fits",
-                   k, mib(weights_need(st, k), a, sizeof(a)), mib(room, b, sizeof(b)),
-                   mib(headroom, c, sizeof(c)), fit);
+                   k, bs_size_str(weights_need(st, k), a, sizeof(a)), bs_size_str(room, b, sizeof(b)),
+                   bs_size_str(headroom, c, sizeof(c)), fit);
         k = fit;
     }
     if (weights_need(st, k) > room)
         bs_log(BS_LOG_WARN, "even with all %d blocks swapped the weights need %s of VRAM and "
                "the limit leaves %s: expect paging on demand; raise BLOCKSWAP_VRAM_LIMIT",
-               n, mib(weights_need(st, k), a, sizeof(a)), mib(room, b, sizeof(b)));
+               n, bs_size_str(weights_need(st, k), a, sizeof(a)), bs_size_str(room, b, sizeof(b)));
     st->nswap = k;
     st->spread = bs_cfg.placement == BS_PLACEMENT_SPREAD;
     st->current = -1;
@@ -164,11 +163,11 @@ static void choose_k(struct stack *st, const char *how, int per_block)
         snprintf(which, sizeof(which), "the last %d", k);
     bs_log(BS_LOG_INFO, "%s %d blocks of up to %s (%d allocations each), %s outside them; "
            "swapping %s (BLOCKSWAP_BLOCKS_TO_SWAP=%s, BLOCKSWAP_SWAP_PLACEMENT=%s), window %d: "
-           "weights need %s of VRAM", how, n, mib(st->block_max, a, sizeof(a)), per_block,
-           mib(st->outside, b, sizeof(b)), which,
+           "weights need %s of VRAM", how, n, bs_size_str(st->block_max, a, sizeof(a)), per_block,
+           bs_size_str(st->outside, b, sizeof(b)), which,
            k_setting() == BS_SIZE_AUTO ? "auto" : "set", st->spread ? "spread" : "last",
            st->window,
-           mib(weights_need(st, k), e, sizeof(e)));
+           bs_size_str(weights_need(st, k), e, sizeof(e)));
 }
 
 /* Makes a stack of v[0..n): members with m->sched.block set (>= 0) are in blocks, the rest
