@@ -85,7 +85,6 @@ static int drop(struct managed **v, int *n, struct managed *m)
     return -1;
 }
 
-
 static uint64_t k_setting(void)
 {
     return S.k_set ? S.k : bs_cfg.blocks_to_swap;
