@@ -51,9 +51,11 @@ static const struct opt opts[] = {
       "How many transformer blocks stream through VRAM (which ones: "
       "BLOCKSWAP_SWAP_PLACEMENT); the others stay resident. auto: the fewest that fit "
       "BLOCKSWAP_VRAM_LIMIT.", NULL },
-    { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "2", 1, 64,
-      "How many swapped blocks may be in VRAM or being copied at once: the one computing "
-      "and the next ones, copied in while it computes.", NULL },
+    { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "1", 0, 63,
+      "How many swapped blocks are copied in ahead of the one computing, as the block-swap "
+      "nodes' prefetch_blocks: the window of swapped blocks in VRAM or in flight at once is "
+      "this plus one. 0: no look-ahead: each swapped block is copied when its block "
+      "starts.", NULL },
     { "BLOCKSWAP_PAGER_THREAD", OPT_BOOL, OFF(pager_thread), "1", 0, 0,
       "1: a thread of blockswap's own evicts and prefetches swapped blocks, so that VMM "
       "calls stay off the application's launch path. 0: the launching thread does it "

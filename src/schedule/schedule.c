@@ -3,10 +3,11 @@
  * the order they were filled, whose sizes repeat with a period) or from the
  * application's tags; then applies BLOCKSWAP_BLOCKS_TO_SWAP, BLOCKSWAP_SWAP_PLACEMENT and
  * BLOCKSWAP_PREFETCH to the stack in use: k of its N blocks (spread evenly, or the last
- * k) stream through a window of d blocks, the others stay resident. A stack not in use
- * protects nothing, so a second model (WAN 2.2's HIGH then LOW) takes the VRAM over by
- * itself. Decides only: page/ calls it under the page lock and acts on its answers
- * (what to fence, evict and fetch); it touches no memory and calls no driver. */
+ * k) stream through a window of d = BLOCKSWAP_PREFETCH + 1 blocks, the others stay
+ * resident. A stack not in use protects nothing, so a second model (WAN 2.2's HIGH then
+ * LOW) takes the VRAM over by itself. Decides only: page/ calls it under the page lock
+ * and acts on its answers (what to fence, evict and fetch); it touches no memory and
+ * calls no driver. */
 #define _GNU_SOURCE
 #include "bs.h"
 #include "blockswap.h"
@@ -132,7 +133,7 @@ static void choose_k(struct stack *st, const char *how, int per_block)
     uint64_t limit = S.limit, headroom = S.other_peak;
     uint64_t room = limit > headroom ? limit - headroom : 0;
     int n = st->nblocks, k = 0;
-    st->window = (int)(bs_cfg.prefetch < 1 ? 1 : bs_cfg.prefetch);
+    st->window = (int)bs_cfg.prefetch + 1; /* the block computing and those ahead */
     if (k_setting() == BS_SIZE_AUTO) {
         while (k < n && weights_need(st, k) > room)
             k++;
@@ -163,11 +164,12 @@ static void choose_k(struct stack *st, const char *how, int per_block)
     else
         snprintf(which, sizeof(which), "the last %d", k);
     bs_log(BS_LOG_INFO, "%s %d blocks of up to %s (%d allocations each), %s outside them; "
-           "swapping %s (BLOCKSWAP_BLOCKS_TO_SWAP=%s, BLOCKSWAP_SWAP_PLACEMENT=%s), window %d: "
+           "swapping %s (BLOCKSWAP_BLOCKS_TO_SWAP=%s, BLOCKSWAP_SWAP_PLACEMENT=%s), window %d "
+           "(%d block%s ahead): "
            "weights need %s of VRAM", how, n, mib(st->block_max, a, sizeof(a)), per_block,
            mib(st->outside, b, sizeof(b)), which,
            k_setting() == BS_SIZE_AUTO ? "auto" : "set", st->spread ? "spread" : "last",
-           st->window,
+           st->window, st->window - 1, st->window == 2 ? "" : "s",
            mib(weights_need(st, k), e, sizeof(e)));
 }
 

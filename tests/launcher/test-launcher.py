@@ -136,8 +136,8 @@ def case_bad_values_rejected(tmp):
         (["--vram-limit", "1M"], "--vram-limit 1M: accepted:"),
         (["--vram-limit", "2048T"], "--vram-limit 2048T: accepted:"),
         (["--vram-limit", "1.5G"], "--vram-limit 1.5G: accepted:"),
-        (["--prefetch", "0"], "--prefetch 0: accepted: a whole number from 1 to 64"),
-        (["--prefetch", "65"], "--prefetch 65: accepted:"),
+        (["--prefetch", "-1"], "--prefetch -1: accepted: a whole number from 0 to 63"),
+        (["--prefetch", "64"], "--prefetch 64: accepted:"),
         (["--log-level", "loud"], "--log-level loud: accepted: error, warn, info, debug"),
         (["--trace", "/nonexistent/dir/t.json"], "--trace /nonexistent/dir/t.json: the directory /nonexistent/dir does not exist"),
         (["--library", "/nonexistent/libblockswap.so"], "--library /nonexistent/libblockswap.so: no such file"),
@@ -177,9 +177,9 @@ def case_check_ok_on_simulated_driver(tmp):
 
 
 def case_check_fails_on_bad_config(tmp):
-    p = run(["--check"], env=sim_env(BLOCKSWAP_PREFETCH="0"))
+    p = run(["--check"], env=sim_env(BLOCKSWAP_PREFETCH="64"))
     expect(p.returncode == 1, "a bad value: exit 1")
-    expect("blockswap: error: BLOCKSWAP_PREFETCH=0 is not valid; accepted: a whole number from 1 to 64"
+    expect("blockswap: error: BLOCKSWAP_PREFETCH=64 is not valid; accepted: a whole number from 0 to 63"
            in p.stderr, "the shim's line names the variable")
     expect(re.search(r"^config:   not valid: ", p.stdout, re.M), "config: not valid")
     expect(re.search(r"^check:    blockswap would not work here", p.stdout, re.M), "verdict")
@@ -207,9 +207,9 @@ def case_check_without_driver(tmp):
     expect("config:   valid\n" in p.stdout, "the configuration is judged on its own")
     expect(p.stdout.endswith("check:    blockswap would not work here: no NVIDIA driver\n"),
            "the verdict names the reason")
-    p = run(["--check"], env=base_env(BLOCKSWAP_PREFETCH="0"))
+    p = run(["--check"], env=base_env(BLOCKSWAP_PREFETCH="64"))
     expect(p.returncode == 1 and
-           "blockswap: error: BLOCKSWAP_PREFETCH=0 is not valid" in p.stderr and
+           "blockswap: error: BLOCKSWAP_PREFETCH=64 is not valid" in p.stderr and
            "config:   not valid" in p.stdout and "active" not in p.stdout + p.stderr,
            "a bad value is still named without a driver")
 
@@ -253,7 +253,7 @@ def case_config_validated_before_run(tmp):
             "blockswap-run: BLOCKSWAP_BLOCKS_TO_SWAP=abc is not valid; accepted: auto or a "
             "whole number from 0 to 100000",
             "blockswap-run: BLOCKSWAP_PREFETCH=1000 is not valid; accepted: a whole number "
-            "from 1 to 64"], "one line per bad variable, naming it, nothing else")
+            "from 0 to 63"], "one line per bad variable, naming it, nothing else")
         expect(not os.path.exists(marker), "the command did not run")
         expect(not os.path.exists(log), "the check created no log file")
     for var, val in [("BLOCKSWAP_SWAP_PLACEMENT", "first"), ("BLOCKSWAP_LOG_LEVEL", "loud"),

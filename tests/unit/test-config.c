@@ -58,12 +58,16 @@ static void bad_values_are_named_with_what_is_accepted(void)
     CHECK(bs_config_set(&c, "BLOCKSWAP_SCAN_LIMIT", "2M", err, sizeof(err)) == -EINVAL);
     CHECK(strstr(err, "0 to 1M") != NULL);
     /* Counts: whole numbers within the range, the bounds included. */
-    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "65", err, sizeof(err)) == -EINVAL);
-    CHECK(strstr(err, "a whole number from 1 to 64") != NULL && c.prefetch == 2);
-    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "0", err, sizeof(err)) == -EINVAL);
-    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "64", err, sizeof(err)) == 0 &&
-          c.prefetch == 64);
-    c.prefetch = 2;
+    /* BLOCKSWAP_PREFETCH counts blocks ahead (the window is one more): 1 by default, 0
+     * (no look-ahead) to 63. */
+    CHECK(c.prefetch == 1);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "64", err, sizeof(err)) == -EINVAL);
+    CHECK(strstr(err, "a whole number from 0 to 63") != NULL && c.prefetch == 1);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "-1", err, sizeof(err)) == -EINVAL);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "0", err, sizeof(err)) == 0 && c.prefetch == 0);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "63", err, sizeof(err)) == 0 &&
+          c.prefetch == 63);
+    c.prefetch = 1;
     CHECK(bs_config_set(&c, "BLOCKSWAP_BLOCKS_TO_SWAP", "100001", err, sizeof(err)) == -EINVAL);
     CHECK(c.blocks_to_swap == BS_SIZE_AUTO);
     CHECK(bs_config_set(&c, "BLOCKSWAP_NOPE", "1", err, sizeof(err)) == -ENOENT);
