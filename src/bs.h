@@ -366,6 +366,22 @@ int bs_page_ctl_trim(struct bs_ctl_trim *out);
 /* k, or BS_SIZE_AUTO. Returns 1 when it waits for the next step, 0 when applied now
  * (no block stack yet: the next one found uses it). */
 int bs_page_ctl_set_blocks_to_swap(uint64_t k);
+/* Blocks copied ahead (BLOCKSWAP_PREFETCH's meaning), the same way. */
+int bs_page_ctl_set_prefetch(uint64_t prefetch);
+/* The blocks-ahead setting in force (for the summary's hint). */
+uint64_t bs_page_prefetch(void);
+struct bs_ctl_limit {
+    uint64_t old_limit;
+    uint64_t pinned_bytes, unmanaged_bytes; /* what no eviction frees */
+    uint64_t evicted, evicted_bytes;        /* made room for a lower limit */
+    uint64_t pool_released_bytes;           /* pooled VRAM given back for it */
+    uint64_t used_bytes;                    /* after */
+    int next_step;                          /* k and the window chosen again then */
+};
+/* Sets page/'s VRAM limit and makes room for it at once. 0, or -EAGAIN before set-up
+ * (no managed allocation yet), -ERANGE below what pinned and unmanaged memory hold (the
+ * limit is unchanged), -EIO when an eviction failed (logged; the limit is set). */
+int bs_page_ctl_set_vram_limit(uint64_t limit, struct bs_ctl_limit *out);
 /* JSON of the block stacks ("stacks":[...]) into buf; returns the length it needs. */
 size_t bs_page_ctl_blocks_json(char *buf, size_t cap);
 /* Starts the control thread once, when enabled, at the first managed allocation;

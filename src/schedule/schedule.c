@@ -44,17 +44,19 @@ static struct sched_state {
     bool tags_dirty;
     struct stack stacks[MAX_STACKS];
     int nstacks, active;
-    /* Blocks to swap in force: BLOCKSWAP_BLOCKS_TO_SWAP, until blockswapctl sets it. */
-    uint64_t k;
-    bool k_set;
+    /* Blocks to swap and blocks ahead in force: BLOCKSWAP_BLOCKS_TO_SWAP and
+     * BLOCKSWAP_PREFETCH, until blockswapctl sets them. */
+    uint64_t k, prefetch;
+    bool k_set, prefetch_set;
     /* page/'s budget, as it last said (bs_sched_budget). */
     uint64_t limit, other_peak;
     /* The figures of the last stack in use, for the summary after its model was freed. */
     struct { uint64_t blocks, swapped, block_bytes; } last_used;
-    /* A k from blockswapctl waits for the start of the next step: the first block
-     * entered with a lower index than the last one entered (a new pass over the stack). */
-    bool ctl_pending;
-    uint64_t ctl_pending_k;
+    /* blockswapctl's changes wait for the start of the next step: the first block
+     * entered with a lower index than the last one entered (a new pass over the stack).
+     * ctl_pending: which (CTL_* bits); then k and the window are chosen again. */
+    unsigned ctl_pending;
+    uint64_t ctl_pending_k, ctl_pending_prefetch;
     pid_t ctl_pid;
     int ctl_last_stack, ctl_last_block;
 } S = { .active = -1, .ctl_last_stack = -1, .ctl_last_block = -1 };
@@ -91,6 +93,11 @@ static int drop(struct managed **v, int *n, struct managed *m)
 static uint64_t k_setting(void)
 {
     return S.k_set ? S.k : bs_cfg.blocks_to_swap;
+}
+
+static uint64_t prefetch_setting(void)
+{
+    return S.prefetch_set ? S.prefetch : bs_cfg.prefetch;
 }
 
 static void remember(const struct stack *st)
@@ -133,7 +140,7 @@ static void choose_k(struct stack *st, const char *how, int per_block)
     uint64_t limit = S.limit, headroom = S.other_peak;
     uint64_t room = limit > headroom ? limit - headroom : 0;
     int n = st->nblocks, k = 0;
-    st->window = (int)bs_cfg.prefetch + 1; /* the block computing and those ahead */
+    st->window = (int)prefetch_setting() + 1; /* the block computing and those ahead */
     if (k_setting() == BS_SIZE_AUTO) {
         while (k < n && weights_need(st, k) > room)
             k++;
@@ -482,6 +489,11 @@ void bs_sched_loaded(struct managed *m)
 
 static void ctl_see_block(const struct managed *m); /* control, at the end */
 
+uint64_t bs_sched_prefetch(void)
+{
+    return prefetch_setting();
+}
+
 unsigned bs_sched_use(struct managed *m)
 {
     m->sched.used = true;
@@ -571,14 +583,30 @@ static int most_per_block(const struct stack *st)
     return most;
 }
 
+enum { CTL_K = 1, CTL_PREFETCH = 2, CTL_BUDGET = 4 };
+
 static void ctl_apply(struct stack *st)
 {
-    S.ctl_pending = false;
+    unsigned what = S.ctl_pending;
+    S.ctl_pending = 0;
     if (S.ctl_pid != getpid())
         return; /* asked of the parent before a fork */
-    S.k = S.ctl_pending_k;
-    S.k_set = true;
-    choose_k(st, "blockswapctl set blocks-to-swap, from this step:", most_per_block(st));
+    if (what & CTL_K) {
+        S.k = S.ctl_pending_k;
+        S.k_set = true;
+    }
+    if (what & CTL_PREFETCH) {
+        S.prefetch = S.ctl_pending_prefetch;
+        S.prefetch_set = true;
+    }
+    char how[96];
+    snprintf(how, sizeof(how), "blockswapctl set %s%s%s%s%s, from this step:",
+             what & CTL_K ? "blocks-to-swap" : "",
+             what & CTL_K && what & (CTL_PREFETCH | CTL_BUDGET) ? " and " : "",
+             what & CTL_PREFETCH ? "prefetch" : "",
+             what & CTL_PREFETCH && what & CTL_BUDGET ? " and " : "",
+             what & CTL_BUDGET ? "vram-limit" : "");
+    choose_k(st, how, most_per_block(st));
 }
 
 /* On the launch path: two compares and two stores unless a k is pending. */
@@ -590,18 +618,40 @@ static void ctl_see_block(const struct managed *m)
     S.ctl_last_block = m->sched.block;
 }
 
-int bs_sched_ctl_set_k(uint64_t k)
+/* A change waits for the next step of the stack in use; with no stack yet, the next
+ * one found uses it at once. */
+static int ctl_pend(unsigned what)
 {
     if (!S.nstacks) {
-        S.k = k; /* the next stack found uses it */
-        S.k_set = true;
-        S.ctl_pending = false;
+        if (what & CTL_K)
+            S.k = S.ctl_pending_k, S.k_set = true;
+        if (what & CTL_PREFETCH)
+            S.prefetch = S.ctl_pending_prefetch, S.prefetch_set = true;
+        S.ctl_pending &= ~what;
         return 0;
     }
-    S.ctl_pending_k = k;
+    if (S.ctl_pid != getpid())
+        S.ctl_pending = 0; /* what the parent left pending before a fork */
     S.ctl_pid = getpid();
-    S.ctl_pending = true;
+    S.ctl_pending |= what;
     return 1;
+}
+
+int bs_sched_ctl_set_k(uint64_t k)
+{
+    S.ctl_pending_k = k;
+    return ctl_pend(CTL_K);
+}
+
+int bs_sched_ctl_set_prefetch(uint64_t prefetch)
+{
+    S.ctl_pending_prefetch = prefetch;
+    return ctl_pend(CTL_PREFETCH);
+}
+
+int bs_sched_ctl_budget_changed(void)
+{
+    return ctl_pend(CTL_BUDGET);
 }
 
 /* The host copy of a resident m is needed soon: it is in a swapped block (evicted every
@@ -634,10 +684,15 @@ size_t bs_sched_ctl_json(char *buf, size_t cap)
         buf[0] = '\0';
     k_json(&b, "blocks_to_swap_setting", k_setting());
     bs_buf_add(&b, ",");
-    if (S.ctl_pending)
+    if (S.ctl_pending & CTL_K)
         k_json(&b, "blocks_to_swap_pending", S.ctl_pending_k);
     else
         bs_buf_add(&b, "\"blocks_to_swap_pending\":null");
+    bs_buf_add(&b, ",\"prefetch_setting\":%llu,", (unsigned long long)prefetch_setting());
+    if (S.ctl_pending & CTL_PREFETCH)
+        bs_buf_add(&b, "\"prefetch_pending\":%llu", (unsigned long long)S.ctl_pending_prefetch);
+    else
+        bs_buf_add(&b, "\"prefetch_pending\":null");
     bs_buf_add(&b, ",\"stacks\":[");
     for (int s = 0; s < S.nstacks; s++) {
         const struct stack *st = &S.stacks[s];

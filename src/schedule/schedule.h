@@ -52,6 +52,13 @@ bool bs_sched_ctl_host_needed(const struct managed *m);
 /* k, or BS_SIZE_AUTO. Returns 1 when it waits for the next step, 0 when it is used by
  * the next stack found. */
 int bs_sched_ctl_set_k(uint64_t k);
+/* Blocks ahead (the window less one), the same way. */
+int bs_sched_ctl_set_prefetch(uint64_t prefetch);
+/* page/'s VRAM limit changed: k and the window are chosen again at the next step.
+ * Returns 1 then, 0 when there is no stack yet. */
+int bs_sched_ctl_budget_changed(void);
+/* BLOCKSWAP_PREFETCH, or blockswapctl's value once applied. */
+uint64_t bs_sched_prefetch(void);
 size_t bs_sched_ctl_json(char *buf, size_t cap);
 
 #endif

@@ -26,7 +26,7 @@ static void hint(const struct blockswap_stats *st)
                "allows (each block kept resident needs %s), or raise BLOCKSWAP_PREFETCH (blocks "
                "copied ahead, now %llu)", st->stall_ns / 1e6 / (double)st->steps_traced,
                100.0 * (double)st->stall_ns / (double)(st->compute_ns ? st->compute_ns : 1),
-               bs_size_str(st->block_bytes, a, sizeof(a)), (unsigned long long)bs_cfg.prefetch);
+               bs_size_str(st->block_bytes, a, sizeof(a)), (unsigned long long)bs_page_prefetch());
         return;
     }
     /* More than one block's worth of the limit never used: fewer swapped blocks fit. */

@@ -279,6 +279,60 @@ def scenario_commands(a, xdg):
         _, st6, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
         check(st6["blocks_swapped"] == 3 and st6["blocks_to_swap_setting"] == "auto",
               "auto: the fewest that fit, 3")
+        check(st6["prefetch_setting"] == 1 and blocks_of(st6)["window"] == 2,
+              "prefetch 1 by default: a window of 2")
+
+        # set prefetch: blocks ahead, from the next step, like blocks-to-swap.
+        _, sp, _ = ctl(a, "--pid", str(p.pid), "set", "prefetch", "0", xdg=xdg)
+        check(sp["prefetch"] == 0 and sp["window"] == 1 and sp["applies"] == "next step",
+              "set prefetch 0 is pending")
+        _, st7, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st7["prefetch_pending"] == 0 and blocks_of(st7)["window"] == 2,
+              "status shows it pending, the window still 2")
+        run("steps 1")
+        _, st8, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st8["prefetch_setting"] == 0 and st8["prefetch_pending"] is None and
+              blocks_of(st8)["window"] == 1, "the next step has a window of 1")
+        check(re.search(r"blockswapctl set prefetch, from this step: 8 blocks .*window 1 "
+                        r"\(0 blocks ahead\)", p.stderr()), "the log says so")
+        run("verify")
+        ctl(a, "--pid", str(p.pid), "set", "prefetch", "1", xdg=xdg)
+        run("steps 1")
+
+        # set vram-limit: now; a lower limit evicts what no longer fits at once, and the
+        # next step chooses k again (auto: more blocks swapped).
+        _, st9, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        used = st9["vram"]["used"]
+        check(used > 110 * MiB, "%d bytes in VRAM before" % used)
+        _, sl, _ = ctl(a, "--pid", str(p.pid), "set", "vram-limit", "110M", xdg=xdg)
+        check(sl["vram_limit"] == 110 * MiB and sl["old_limit"] == 150 * MiB and
+              sl["applies"] == "now", "set vram-limit 110M: now")
+        check(sl["evicted"] > 0 and sl["evicted_bytes"] + sl["pool_released_bytes"] >=
+              used - 110 * MiB and sl["used_bytes"] <= 110 * MiB,
+              "it evicted %d bytes at once" % sl["evicted_bytes"])
+        _, st10, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st10["vram"]["limit"] == 110 * MiB and st10["vram"]["used"] <= 110 * MiB,
+              "status: the new limit, and within it")
+        check(re.search(r"blockswapctl set vram-limit 110M: the limit is 110.0 MiB \(was "
+                        r"150.0 MiB\); [1-9]\d* allocations \(.*\) evicted", p.stderr()),
+              "the log says what was evicted")
+        run("steps 1")
+        _, st11, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st11["blocks_swapped"] > 3, "the next step swaps more: %d" % st11["blocks_swapped"])
+        check(re.search(r"blockswapctl set vram-limit, from this step: 8 blocks", p.stderr()),
+              "k chosen again against the new limit")
+        run("verify")
+        # Refused: 0, and below what cannot be evicted (the pinned 2 MiB and what
+        # blockswap does not manage); the limit stays.
+        for v, why in [("0", "vram-limit 0 leaves no VRAM at all"),
+                       ("2M", "that cannot be evicted (2.0 MiB pinned, "),
+                       ("2M", "the limit stays 110.0 MiB"),
+                       ("12X", "bad value for vram-limit")]:
+            rc, _, err = ctl(a, "--pid", str(p.pid), "set", "vram-limit", v, xdg=xdg, ok=False)
+            check(rc == 1 and why in err, "vram-limit %s refused: %s" % (v, err.strip()))
+        _, st12, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st12["vram"]["limit"] == 110 * MiB, "the limit stays 110M")
+        ctl(a, "--pid", str(p.pid), "set", "vram-limit", "150M", xdg=xdg)
 
         # A forked child's exit leaves the parent's socket alone.
         run("fork")

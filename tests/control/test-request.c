@@ -52,6 +52,19 @@ int main(void)
     ask("set blocks-to-swap auto\n", 24);
     ask("status\n", 7);
     CHECK(strstr(resp, "\"blocks_to_swap_setting\":\"auto\""));
+    /* set prefetch: blocks ahead, 0 to 63, the window one more; the default is 1. */
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"prefetch_setting\":1,\"prefetch_pending\":null"));
+    ask("set prefetch 0\n", 15);
+    CHECK(strstr(resp, "\"prefetch\":0,\"window\":1") && strstr(resp, "when blocks are found"));
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"prefetch_setting\":0"));
+    ask("set prefetch 63\n", 16);
+    CHECK(strstr(resp, "\"prefetch\":63,\"window\":64"));
+    ask("set prefetch 1\n", 15);
+    CHECK(bs_cfg.prefetch == 1);
+    /* set vram-limit: needs page/ set up (the first managed allocation): not here. */
+    refused("set vram-limit 1G", 17, "no VRAM limit yet");
 
     refused(NULL, 0, "empty");
     refused("", 0, "empty");
@@ -66,7 +79,16 @@ int main(void)
     refused("set blocks-to-swap -1", 21, "bad value");
     refused("set blocks-to-swap 100001", 25, "bad value");
     refused("set blocks-to-swap 18446744073709551616", 39, "bad value");
-    refused("set prefetch 2", 14, "unknown setting");
+    refused("set prefetch", 12, "unknown request");
+    refused("set prefetch 64", 15, "bad value for prefetch; accepted: a whole number from 0 to 63");
+    refused("set prefetch -1", 15, "bad value for prefetch");
+    refused("set prefetch auto", 17, "bad value for prefetch");
+    refused("set vram-limit 0", 16, "vram-limit 0 leaves no VRAM at all");
+    refused("set vram-limit 0G", 17, "vram-limit 0 leaves no VRAM at all");
+    refused("set vram-limit 1M", 17, "bad value for vram-limit; accepted: a size from 2M");
+    refused("set vram-limit auto", 19, "bad value for vram-limit");
+    refused("set vram-limit 12X", 18, "bad value for vram-limit");
+    refused("set window 2", 12, "unknown setting; known: blocks-to-swap, prefetch, vram-limit");
     refused("a b c d e", 9, "too many words");
     char big[4096];
     memset(big, 'a', sizeof(big));
@@ -75,6 +97,8 @@ int main(void)
     ask(big, 255); /* 255 bytes is allowed: an unknown one */
     CHECK(strstr(resp, "unknown request"));
     CHECK(bs_cfg.blocks_to_swap == BS_SIZE_AUTO); /* no bad request changed it */
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"prefetch_setting\":1,"));
 
     /* A buffer too small for the answer gets a short error, or nothing at all. */
     char small[48];
