@@ -214,8 +214,11 @@ static int set_vram_limit(struct bs_buf *o, const char *value)
     return finish(o);
 }
 
-static int do_set(struct bs_buf *o, const char *name, const char *value)
+/* stack: NULL for every stack, else the index given after --stack. */
+static int do_set(struct bs_buf *o, const char *name, const char *value, const char *stack)
 {
+    if (stack && strcmp(name, "blocks-to-swap") != 0)
+        return error_reply(o, "--stack applies to blocks-to-swap only");
     if (strcmp(name, "prefetch") == 0)
         return set_prefetch(o, value);
     if (strcmp(name, "vram-limit") == 0)
@@ -229,23 +232,45 @@ static int do_set(struct bs_buf *o, const char *name, const char *value)
     if (bs_config_set(&tmp, "BLOCKSWAP_BLOCKS_TO_SWAP", value, err, sizeof(err)) < 0)
         return error_reply(o, "bad value for blocks-to-swap; accepted: auto or a whole "
                               "number from 0 to 100000");
+    if (tmp.blocks_to_swap_n > 1)
+        return error_reply(o, "bad value for blocks-to-swap: one value; for one model's stack, "
+                              "add --stack S");
+    int index = -1;
+    if (stack) {
+        /* The stack's index in the order found, as the log names it. */
+        char *end;
+        unsigned long v = strtoul(stack, &end, 10);
+        if (stack[0] < '0' || stack[0] > '9' || *end || v >= BS_MAX_STACK_COUNTS)
+            return error_reply(o, "bad value for --stack; accepted: a stack index from 0 to 15, "
+                                  "as the log names it (stack 0: the first model detected)");
+        index = (int)v;
+    }
     uint64_t k = tmp.blocks_to_swap;
-    int later = bs_page_ctl_set_blocks_to_swap(k);
-    bs_log(BS_LOG_INFO, "blockswapctl set blocks-to-swap %s: %s", value,
-           later ? "applied at the start of the next step" : "used when blocks are found");
+    int later = bs_page_ctl_set_blocks_to_swap(k, index);
+    char which[32] = "";
+    if (index >= 0)
+        snprintf(which, sizeof(which), " --stack %d", index);
+    bs_log(BS_LOG_INFO, "blockswapctl set blocks-to-swap %s%s: %s", value, which,
+           later ? "applied at the start of the next step" :
+           index >= 0 ? "used when that stack is found" : "used when blocks are found");
     bs_buf_add(o, "{\"ok\":true,\"command\":\"set\",\"blocks_to_swap\":");
     if (k == BS_SIZE_AUTO)
         bs_buf_add(o, "\"auto\"");
     else
         bs_buf_add(o, "%llu", (unsigned long long)k);
-    bs_buf_add(o, ",\"applies\":\"%s\"", later ? "next step" : "when blocks are found");
+    if (index >= 0)
+        bs_buf_add(o, ",\"stack\":%d", index);
+    else
+        bs_buf_add(o, ",\"stack\":\"all\"");
+    bs_buf_add(o, ",\"applies\":\"%s\"", later ? "next step" :
+               index >= 0 ? "when that stack is found" : "when blocks are found");
     return finish(o);
 }
 
 int bs_control_handle_request(const char *req, size_t len, char *resp, size_t cap)
 {
     struct bs_buf o = { resp, cap, 0 };
-    char line[REQ_MAX], *words[4];
+    char line[REQ_MAX], *words[5];
     int nw = 0;
     if (!resp || cap < 64)
         return -ENOSPC;
@@ -280,9 +305,12 @@ int bs_control_handle_request(const char *req, size_t len, char *resp, size_t ca
         return finish(&o);
     }
     if (nw == 3 && strcmp(cmd, "set") == 0)
-        return do_set(&o, words[1], words[2]);
+        return do_set(&o, words[1], words[2], NULL);
+    if (nw == 5 && strcmp(cmd, "set") == 0 && strcmp(words[3], "--stack") == 0)
+        return do_set(&o, words[1], words[2], words[4]);
     return error_reply(&o, "unknown request; known: status, evict, trim, "
-                           "set blocks-to-swap N|auto, set prefetch N, set vram-limit SIZE, ping");
+                           "set blocks-to-swap N|auto [--stack S], set prefetch N, "
+                           "set vram-limit SIZE, ping");
 }
 
 /* ---- the socket ---- */

@@ -237,10 +237,10 @@ out:
 }
 
 /* schedule/'s settings and view are read and written under the page lock. */
-int bs_page_ctl_set_blocks_to_swap(uint64_t k)
+int bs_page_ctl_set_blocks_to_swap(uint64_t k, int stack)
 {
     pthread_mutex_lock(&PG.lock);
-    int r = bs_sched_ctl_set_k(k);
+    int r = bs_sched_ctl_set_k(k, stack);
     pthread_mutex_unlock(&PG.lock);
     return r;
 }

@@ -263,7 +263,7 @@ def scenario_commands(a, xdg):
         check(st5["blocks_swapped"] == 6 and st5["blocks_to_swap_pending"] is None and
               [b["swapped"] for b in bl["per_block"]] == ([False] + [True] * 3) * 2,
               "status: 6 swapped, spread: all but blocks 0 and 4")
-        check(re.search(r"blockswapctl set blocks-to-swap, from this step: 8 blocks .*"
+        check(re.search(r"blockswapctl set blocks-to-swap, from this step: stack 0: 8 blocks .*"
                         r"swapping 6 spread evenly", p.stderr()), "the log says so")
 
         # A k that does not fit gets the nearest that does, with choose_k's warning.
@@ -293,7 +293,7 @@ def scenario_commands(a, xdg):
         _, st8, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
         check(st8["prefetch_setting"] == 0 and st8["prefetch_pending"] is None and
               blocks_of(st8)["window"] == 1, "the next step has a window of 1")
-        check(re.search(r"blockswapctl set prefetch, from this step: 8 blocks .*window 1 "
+        check(re.search(r"blockswapctl set prefetch, from this step: stack 0: 8 blocks .*window 1 "
                         r"\(0 blocks ahead\)", p.stderr()), "the log says so")
         run("verify")
         ctl(a, "--pid", str(p.pid), "set", "prefetch", "1", xdg=xdg)
@@ -319,7 +319,7 @@ def scenario_commands(a, xdg):
         run("steps 1")
         _, st11, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
         check(st11["blocks_swapped"] > 3, "the next step swaps more: %d" % st11["blocks_swapped"])
-        check(re.search(r"blockswapctl set vram-limit, from this step: 8 blocks", p.stderr()),
+        check(re.search(r"blockswapctl set vram-limit, from this step: stack 0: 8 blocks", p.stderr()),
               "k chosen again against the new limit")
         run("verify")
         # Refused: 0, and below what cannot be evicted (the pinned 2 MiB and what
@@ -618,6 +618,38 @@ def scenario_client(a, xdg):
         p.cmd("steps 1")
         _, st, _ = ctl(a, *pid, "status", xdg=xdg)
         check(st["blocks_swapped"] == 8, "all 8 swapped")
+        # --stack S: one model's stack only, by its index in the log ("stack 0: detected").
+        check(re.search(r"^blockswap: stack 0: detected 8 blocks", p.stderr(), re.M),
+              "the log names the stack with its index")
+        _, s1, _ = ctl(a, *pid, "set", "blocks-to-swap", "2", "--stack", "1", xdg=xdg)
+        check(s1["stack"] == 1 and s1["applies"] == "when that stack is found",
+              "--stack 1 waits for stack 1 to be found")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        s0 = st["stacks"][0]
+        check(s0["stack"] == 0 and s0["blocks_to_swap_setting"] == 99 and not s0["pending"] and
+              st["blocks_to_swap_pending"] is None and st["blocks_to_swap_setting"] == 2,
+              "stack 0 keeps 99; stack 1, found next, will get 2")
+        p.cmd("steps 1")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        check(st["blocks_swapped"] == 8, "stack 0 still swaps all 8")
+        _, s0a, _ = ctl(a, *pid, "set", "blocks-to-swap", "6", "--stack", "0", xdg=xdg)
+        check(s0a["stack"] == 0 and s0a["applies"] == "next step", "--stack 0: next step")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        check(st["stacks"][0]["pending"] and st["blocks_to_swap_pending"] == 6,
+              "status: 6 pending for stack 0")
+        p.cmd("steps 1")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        check(st["blocks_swapped"] == 6 and not st["stacks"][0]["pending"], "stack 0 swaps 6")
+        check("blockswapctl set blocks-to-swap 6 --stack 0: applied at the start of the next step"
+              in p.stderr(), "the log names the stack")
+        text = ctl(a, *pid, "status", xdg=xdg, json_status=False)[1]
+        check(re.search(r"^ +stack 0 \(in use\): 8 blocks", text, re.M), "status names stack 0")
+        for args, want in [(["set", "blocks-to-swap", "3", "--stack", "x"],
+                            "blockswapctl: bad --stack value 'x'"),
+                           (["set", "prefetch", "1", "--stack", "0"],
+                            "blockswapctl: --stack applies to set blocks-to-swap only")]:
+            rc, _, err = ctl(a, *pid, *args, xdg=xdg, ok=False)
+            check(rc == 2 and err.startswith(want), "%s: %s" % (" ".join(args), err.strip()))
         rc, _ = p.quit()
         check(rc == 0, "the program exits 0")
     finally:

@@ -52,6 +52,17 @@ int main(void)
     ask("set blocks-to-swap auto\n", 24);
     ask("status\n", 7);
     CHECK(strstr(resp, "\"blocks_to_swap_setting\":\"auto\""));
+    /* --stack S: one stack's k; before it is found, it waits for it. */
+    ask("set blocks-to-swap 5 --stack 1\n", 31);
+    CHECK(strstr(resp, "\"blocks_to_swap\":5,\"stack\":1") &&
+          strstr(resp, "when that stack is found"));
+    ask("set blocks-to-swap 6 --stack 0\n", 31);
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"blocks_to_swap_setting\":6")); /* the next found is stack 0 */
+    ask("set blocks-to-swap auto\n", 24); /* every stack: replaces the per-stack ones */
+    CHECK(strstr(resp, "\"stack\":\"all\""));
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"blocks_to_swap_setting\":\"auto\""));
     /* set prefetch: blocks ahead, 0 to 63, the window one more; the default is 1. */
     ask("status\n", 7);
     CHECK(strstr(resp, "\"prefetch_setting\":1,\"prefetch_pending\":null"));
@@ -89,7 +100,14 @@ int main(void)
     refused("set vram-limit auto", 19, "bad value for vram-limit");
     refused("set vram-limit 12X", 18, "bad value for vram-limit");
     refused("set window 2", 12, "unknown setting; known: blocks-to-swap, prefetch, vram-limit");
-    refused("a b c d e", 9, "too many words");
+    refused("a b c d e f", 11, "too many words");
+    refused("set blocks-to-swap 3 --stack", 28, "unknown request");
+    refused("set blocks-to-swap 3 --stak 1", 29, "unknown request");
+    refused("set blocks-to-swap 3 --stack 16", 31, "bad value for --stack; accepted: a stack index from 0 to 15");
+    refused("set blocks-to-swap 3 --stack -1", 31, "bad value for --stack");
+    refused("set blocks-to-swap 3 --stack 1x", 31, "bad value for --stack");
+    refused("set blocks-to-swap 3,4", 22, "one value; for one model's stack, add --stack S");
+    refused("set prefetch 3 --stack 1", 24, "--stack applies to blocks-to-swap only");
     char big[4096];
     memset(big, 'a', sizeof(big));
     refused(big, 256, "too long");

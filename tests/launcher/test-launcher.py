@@ -103,6 +103,9 @@ def case_options_set_variables(tmp):
     got = shown(p)
     expect(got["env"].get("BLOCKSWAP_BLOCKS_TO_SWAP") == "auto" and
            got["env"].get("BLOCKSWAP_VRAM_LIMIT") == "auto", "auto accepted")
+    p = run(["--blocks-to-swap", "26,auto,30"] + show_cmd(tmp))
+    expect(p.returncode == 0 and shown(p)["env"].get("BLOCKSWAP_BLOCKS_TO_SWAP") == "26,auto,30",
+           "a list, one per model, accepted")
     p = run(["--vram-limit", "24GiB"] + show_cmd(tmp) + ["a b", "it's"])
     got = shown(p)
     expect(got["argv"] == ["a b", "it's"], "arguments pass through unchanged")
@@ -132,6 +135,11 @@ def case_bad_values_rejected(tmp):
     bad = [
         (["--blocks-to-swap", "-1"], "--blocks-to-swap -1: accepted: auto or a whole number from 0 to 100000"),
         (["--blocks-to-swap", "100001"], "--blocks-to-swap 100001: accepted:"),
+        (["--blocks-to-swap", "10,x"], '--blocks-to-swap 10,x: item 2 ("x"): accepted: auto or a whole number from 0 to 100000'),
+        (["--blocks-to-swap", "10,,3"], "--blocks-to-swap 10,,3: item 2 (empty): accepted:"),
+        (["--blocks-to-swap", "4,100001"], '--blocks-to-swap 4,100001: item 2 ("100001"): accepted:'),
+        (["--blocks-to-swap", ",".join(["1"] * 17)],
+         "--blocks-to-swap " + ",".join(["1"] * 17) + ": accepted: at most 16 values"),
         (["--vram-limit", "12X"], "--vram-limit 12X: accepted: auto or a size from 2M to 1024T bytes"),
         (["--vram-limit", "1M"], "--vram-limit 1M: accepted:"),
         (["--vram-limit", "2048T"], "--vram-limit 2048T: accepted:"),
