@@ -84,6 +84,8 @@ enum bs_meminfo {
     BS_MEMINFO_REAL,  /* the driver's figures, unchanged */
 };
 
+#define BS_MAX_STACK_COUNTS 16 /* values in a BLOCKSWAP_BLOCKS_TO_SWAP list */
+
 struct bs_config {
     bool disable;                 /* BLOCKSWAP_DISABLE */
     uint64_t min_bytes;           /* BLOCKSWAP_MIN_BYTES: smallest managed allocation */
@@ -91,7 +93,11 @@ struct bs_config {
     uint64_t reserve;             /* BLOCKSWAP_RESERVE */
     uint64_t host_limit;          /* BLOCKSWAP_HOST_LIMIT, or BS_SIZE_AUTO */
     int meminfo;                  /* BLOCKSWAP_MEMINFO: enum bs_meminfo */
-    uint64_t blocks_to_swap;      /* BLOCKSWAP_BLOCKS_TO_SWAP, or BS_SIZE_AUTO */
+    uint64_t blocks_to_swap;      /* BLOCKSWAP_BLOCKS_TO_SWAP, or BS_SIZE_AUTO: the first value */
+    /* BLOCKSWAP_BLOCKS_TO_SWAP as a list, one value per block stack in the order found;
+     * a stack past its end takes the last. n <= 1: blocks_to_swap for every stack. */
+    uint64_t blocks_to_swap_list[BS_MAX_STACK_COUNTS];
+    int blocks_to_swap_n;
     uint64_t prefetch;            /* BLOCKSWAP_PREFETCH */
     int policy;                   /* BLOCKSWAP_POLICY: enum bs_policy */
     int placement;                /* BLOCKSWAP_SWAP_PLACEMENT: enum bs_placement */
@@ -111,6 +117,15 @@ int bs_config_load(struct bs_config *cfg);
 int bs_config_set(struct bs_config *cfg, const char *name, const char *value,
                   char *err, size_t errlen);
 void bs_config_defaults(struct bs_config *cfg);
+/* BLOCKSWAP_BLOCKS_TO_SWAP for the stack found `index`-th (0: the first): its item of the
+ * list, the last item past the list's end, or the one value. */
+static inline uint64_t bs_config_blocks_to_swap(const struct bs_config *cfg, int index)
+{
+    int n = cfg->blocks_to_swap_n;
+    if (n <= 1)
+        return cfg->blocks_to_swap;
+    return cfg->blocks_to_swap_list[index < n ? index : n - 1];
+}
 /* Strict size parser: digits, optional K/M/G/T (powers of 1024), optional B/iB.
  * Returns 0 or -EINVAL / -ERANGE. */
 int bs_parse_size(const char *s, uint64_t *out);
@@ -363,9 +378,26 @@ struct bs_ctl_trim {
 };
 int bs_page_ctl_evict(struct bs_ctl_evict *out);
 int bs_page_ctl_trim(struct bs_ctl_trim *out);
-/* k, or BS_SIZE_AUTO. Returns 1 when it waits for the next step, 0 when applied now
- * (no block stack yet: the next one found uses it). */
-int bs_page_ctl_set_blocks_to_swap(uint64_t k);
+/* k, or BS_SIZE_AUTO, for every stack (stack -1) or the one found stack-th. Returns 1
+ * when it waits for the next step, 0 when no such stack exists yet (the next one found
+ * uses it). */
+int bs_page_ctl_set_blocks_to_swap(uint64_t k, int stack);
+/* Blocks copied ahead (BLOCKSWAP_PREFETCH's meaning), the same way. */
+int bs_page_ctl_set_prefetch(uint64_t prefetch);
+/* The blocks-ahead setting in force (for the summary's hint). */
+uint64_t bs_page_prefetch(void);
+struct bs_ctl_limit {
+    uint64_t old_limit;
+    uint64_t pinned_bytes, unmanaged_bytes; /* what no eviction frees */
+    uint64_t evicted, evicted_bytes;        /* made room for a lower limit */
+    uint64_t pool_released_bytes;           /* pooled VRAM given back for it */
+    uint64_t used_bytes;                    /* after */
+    int next_step;                          /* k and the window chosen again then */
+};
+/* Sets page/'s VRAM limit and makes room for it at once. 0, or -EAGAIN before set-up
+ * (no managed allocation yet), -ERANGE below what pinned and unmanaged memory hold (the
+ * limit is unchanged), -EIO when an eviction failed (logged; the limit is set). */
+int bs_page_ctl_set_vram_limit(uint64_t limit, struct bs_ctl_limit *out);
 /* JSON of the block stacks ("stacks":[...]) into buf; returns the length it needs. */
 size_t bs_page_ctl_blocks_json(char *buf, size_t cap);
 /* Starts the control thread once, when enabled, at the first managed allocation;

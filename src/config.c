@@ -12,7 +12,7 @@
 extern char **environ;
 
 enum opt_type { OPT_BOOL, OPT_CHOICE, OPT_PATH, OPT_SIZE, OPT_SIZE_AUTO, OPT_COUNT,
-                OPT_COUNT_AUTO };
+                OPT_COUNT_AUTO, OPT_COUNT_AUTO_LIST };
 
 /* OPT_CHOICE: the names, in the order of the enum the field holds (an int). */
 static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
@@ -47,13 +47,18 @@ static const struct opt opts[] = {
     { "BLOCKSWAP_HOST_LIMIT", OPT_SIZE_AUTO, OFF(host_limit), "auto", 0, 1ull << 50,
       "Pinned host memory for evicted contents; auto: physical RAM minus 4 GiB (half of it "
       "below 8 GiB).", NULL },
-    { "BLOCKSWAP_BLOCKS_TO_SWAP", OPT_COUNT_AUTO, OFF(blocks_to_swap), "auto", 0, 100000,
+    { "BLOCKSWAP_BLOCKS_TO_SWAP", OPT_COUNT_AUTO_LIST, OFF(blocks_to_swap), "auto", 0, 100000,
       "How many transformer blocks stream through VRAM (which ones: "
       "BLOCKSWAP_SWAP_PLACEMENT); the others stay resident. auto: the fewest that fit "
-      "BLOCKSWAP_VRAM_LIMIT.", NULL },
-    { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "2", 1, 64,
-      "How many swapped blocks may be in VRAM or being copied at once: the one computing "
-      "and the next ones, copied in while it computes.", NULL },
+      "BLOCKSWAP_VRAM_LIMIT. One value for every model, or a comma-separated list (at most "
+      "16), one per block stack in the order they are found (10,auto: the first model "
+      "detected swaps 10, the next ones auto); a stack past the list's end uses the last "
+      "value. The log names each stack with its index.", NULL },
+    { "BLOCKSWAP_PREFETCH", OPT_COUNT, OFF(prefetch), "1", 0, 63,
+      "How many swapped blocks are copied in ahead of the one computing, as the block-swap "
+      "nodes' prefetch_blocks: the window of swapped blocks in VRAM or in flight at once is "
+      "this plus one. 0: no look-ahead: each swapped block is copied when its block "
+      "starts.", NULL },
     { "BLOCKSWAP_PAGER_THREAD", OPT_BOOL, OFF(pager_thread), "1", 0, 0,
       "1: a thread of blockswap's own evicts and prefetches swapped blocks, so that VMM "
       "calls stay off the application's launch path. 0: the launching thread does it "
@@ -109,6 +114,7 @@ static const char *type_name(const struct opt *o, char *buf, size_t len)
     case OPT_SIZE_AUTO: return "size or auto";
     case OPT_COUNT: return "count";
     case OPT_COUNT_AUTO: return "count or auto";
+    case OPT_COUNT_AUTO_LIST: return "count or auto, or a list of them";
     }
     return "?";
 }
@@ -183,6 +189,47 @@ static int parse_opt(const struct opt *o, const char *value, struct bs_config *c
         char names[80];
         snprintf(err, errlen, "accepted: %s", join_choices(o, ", ", names, sizeof(names)));
         return -EINVAL;
+    }
+    case OPT_COUNT_AUTO_LIST: {
+        /* Only BLOCKSWAP_BLOCKS_TO_SWAP is a list: its items go to blocks_to_swap_list,
+         * the first to the field itself. Each item as an OPT_COUNT_AUTO. */
+        struct opt one = *o;
+        one.type = OPT_COUNT_AUTO;
+        uint64_t v[BS_MAX_STACK_COUNTS];
+        int n = 0;
+        bool list = strchr(value, ',') != NULL;
+        for (const char *p = value;; n++) {
+            size_t len = strcspn(p, ",");
+            char item[24], why[160];
+            if (n == BS_MAX_STACK_COUNTS) {
+                snprintf(err, errlen, "accepted: at most %d values, one per block stack",
+                         BS_MAX_STACK_COUNTS);
+                return -EINVAL;
+            }
+            snprintf(item, sizeof(item), "%.*s", (int)(len < sizeof(item) ? len : sizeof(item) - 1), p);
+            struct bs_config tmp;
+            one.offset = OFF(blocks_to_swap);
+            int r = len && len < sizeof(item) ? parse_opt(&one, item, &tmp, why, sizeof(why)) : -EINVAL;
+            if (r < 0) {
+                if (!list)
+                    return parse_opt(&one, value, &tmp, err, errlen); /* the one value's message */
+                snprintf(why, sizeof(why), "accepted: auto or a whole number from %llu to %llu",
+                         (unsigned long long)o->min, (unsigned long long)o->max);
+                snprintf(err, errlen, "item %d (%s%.*s%s): %s", n + 1, len ? "\"" : "empty",
+                         len ? (int)(len > 20 ? 20 : len) : 0, p, len ? "\"" : "", why);
+                return -EINVAL;
+            }
+            v[n] = tmp.blocks_to_swap;
+            if (!p[len]) {
+                n++;
+                break;
+            }
+            p += len + 1;
+        }
+        cfg->blocks_to_swap = v[0];
+        memcpy(cfg->blocks_to_swap_list, v, (size_t)n * sizeof(v[0]));
+        cfg->blocks_to_swap_n = n;
+        return 0;
     }
     case OPT_COUNT_AUTO:
     case OPT_COUNT: {
@@ -288,7 +335,7 @@ void bs_config_print_help(int fd)
     for (unsigned i = 0; i < BS_ARRAY_SIZE(opts); i++) {
         const struct opt *o = &opts[i];
         char range[80] = "";
-        if (o->type == OPT_COUNT || o->type == OPT_COUNT_AUTO) {
+        if (o->type == OPT_COUNT || o->type == OPT_COUNT_AUTO || o->type == OPT_COUNT_AUTO_LIST) {
             snprintf(range, sizeof(range), ", %llu..%llu", (unsigned long long)o->min,
                      (unsigned long long)o->max);
         } else if (o->type == OPT_SIZE || o->type == OPT_SIZE_AUTO) {

@@ -151,10 +151,80 @@ static int do_trim(struct bs_buf *o)
     return finish(o);
 }
 
-static int do_set(struct bs_buf *o, const char *name, const char *value)
+/* set prefetch N: blocks copied ahead, from the next step, as blocks-to-swap. */
+static int set_prefetch(struct bs_buf *o, const char *value)
 {
+    struct bs_config tmp;
+    char err[160];
+    bs_config_defaults(&tmp);
+    if (bs_config_set(&tmp, "BLOCKSWAP_PREFETCH", value, err, sizeof(err)) < 0)
+        return error_reply(o, "bad value for prefetch; accepted: a whole number from 0 to 63 "
+                              "(blocks copied ahead of the one computing)");
+    int later = bs_page_ctl_set_prefetch(tmp.prefetch);
+    bs_log(BS_LOG_INFO, "blockswapctl set prefetch %s: %s", value,
+           later ? "applied at the start of the next step" : "used when blocks are found");
+    bs_buf_add(o, "{\"ok\":true,\"command\":\"set\",\"prefetch\":%llu,\"window\":%llu,"
+               "\"applies\":\"%s\"", (unsigned long long)tmp.prefetch,
+               (unsigned long long)tmp.prefetch + 1, later ? "next step" : "when blocks are found");
+    return finish(o);
+}
+
+/* set vram-limit SIZE: the budget now; a lower one evicts what no longer fits. */
+static int set_vram_limit(struct bs_buf *o, const char *value)
+{
+    struct bs_config tmp;
+    char err[160], a[32], b[32], c[32];
+    bs_config_defaults(&tmp);
+    uint64_t v;
+    if (bs_parse_size(value, &v) == 0 && v == 0)
+        return error_reply(o, "vram-limit 0 leaves no VRAM at all; give a size of at least 2M");
+    if (strcmp(value, "auto") == 0 ||
+        bs_config_set(&tmp, "BLOCKSWAP_VRAM_LIMIT", value, err, sizeof(err)) < 0)
+        return error_reply(o, "bad value for vram-limit; accepted: a size from 2M to 1024T "
+                              "bytes, digits with an optional K, M, G or T suffix (12G, 11500M)");
+    struct bs_ctl_limit l;
+    int r = bs_page_ctl_set_vram_limit(tmp.vram_limit, &l);
+    if (r == -EAGAIN)
+        return error_reply(o, "no VRAM limit yet: it is set at the first allocation "
+                              "blockswap manages");
+    if (r == -ERANGE) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "vram-limit %s is below the %s that cannot be evicted "
+                 "(%s pinned, %s not managed by blockswap); the limit stays %s", value,
+                 bs_size_str(l.pinned_bytes + l.unmanaged_bytes, a, sizeof(a)),
+                 bs_size_str(l.pinned_bytes, b, sizeof(b)),
+                 bs_size_str(l.unmanaged_bytes, c, sizeof(c)),
+                 bs_size_str(l.old_limit, err, sizeof(err)));
+        return error_reply(o, msg);
+    }
+    bs_log(BS_LOG_INFO, "blockswapctl set vram-limit %s: the limit is %s (was %s); %llu "
+           "allocations (%s) evicted to fit it%s", value,
+           bs_size_str(tmp.vram_limit, a, sizeof(a)), bs_size_str(l.old_limit, b, sizeof(b)),
+           (unsigned long long)l.evicted, bs_size_str(l.evicted_bytes, c, sizeof(c)),
+           l.next_step ? "; blocks to swap chosen again at the start of the next step" : "");
+    bs_buf_add(o, "{\"ok\":%s,\"command\":\"set\",\"vram_limit\":%llu,\"old_limit\":%llu,"
+               "\"evicted\":%llu,\"evicted_bytes\":%llu,\"pool_released_bytes\":%llu,"
+               "\"used_bytes\":%llu,\"applies\":\"now\"", r ? "false" : "true",
+               (unsigned long long)tmp.vram_limit, (unsigned long long)l.old_limit,
+               (unsigned long long)l.evicted, (unsigned long long)l.evicted_bytes,
+               (unsigned long long)l.pool_released_bytes, (unsigned long long)l.used_bytes);
+    if (r)
+        bs_buf_add(o, ",\"error\":\"the limit is set, but an eviction failed: see the "
+                   "application's blockswap log\"");
+    return finish(o);
+}
+
+/* stack: NULL for every stack, else the index given after --stack. */
+static int do_set(struct bs_buf *o, const char *name, const char *value, const char *stack)
+{
+    if (stack && strcmp(name, "blocks-to-swap") != 0)
+        return error_reply(o, "--stack applies to blocks-to-swap only");
+    if (strcmp(name, "prefetch") == 0)
+        return set_prefetch(o, value);
+    if (strcmp(name, "vram-limit") == 0)
+        return set_vram_limit(o, value);
     if (strcmp(name, "blocks-to-swap") != 0)
-        return error_reply(o, "unknown setting; known: blocks-to-swap");
+        return error_reply(o, "unknown setting; known: blocks-to-swap, prefetch, vram-limit");
     /* The same strict parsing and range as BLOCKSWAP_BLOCKS_TO_SWAP. */
     struct bs_config tmp;
     char err[160];
@@ -162,23 +232,45 @@ static int do_set(struct bs_buf *o, const char *name, const char *value)
     if (bs_config_set(&tmp, "BLOCKSWAP_BLOCKS_TO_SWAP", value, err, sizeof(err)) < 0)
         return error_reply(o, "bad value for blocks-to-swap; accepted: auto or a whole "
                               "number from 0 to 100000");
+    if (tmp.blocks_to_swap_n > 1)
+        return error_reply(o, "bad value for blocks-to-swap: one value; for one model's stack, "
+                              "add --stack S");
+    int index = -1;
+    if (stack) {
+        /* The stack's index in the order found, as the log names it. */
+        char *end;
+        unsigned long v = strtoul(stack, &end, 10);
+        if (stack[0] < '0' || stack[0] > '9' || *end || v >= BS_MAX_STACK_COUNTS)
+            return error_reply(o, "bad value for --stack; accepted: a stack index from 0 to 15, "
+                                  "as the log names it (stack 0: the first model detected)");
+        index = (int)v;
+    }
     uint64_t k = tmp.blocks_to_swap;
-    int later = bs_page_ctl_set_blocks_to_swap(k);
-    bs_log(BS_LOG_INFO, "blockswapctl set blocks-to-swap %s: %s", value,
-           later ? "applied at the start of the next step" : "used when blocks are found");
+    int later = bs_page_ctl_set_blocks_to_swap(k, index);
+    char which[32] = "";
+    if (index >= 0)
+        snprintf(which, sizeof(which), " --stack %d", index);
+    bs_log(BS_LOG_INFO, "blockswapctl set blocks-to-swap %s%s: %s", value, which,
+           later ? "applied at the start of the next step" :
+           index >= 0 ? "used when that stack is found" : "used when blocks are found");
     bs_buf_add(o, "{\"ok\":true,\"command\":\"set\",\"blocks_to_swap\":");
     if (k == BS_SIZE_AUTO)
         bs_buf_add(o, "\"auto\"");
     else
         bs_buf_add(o, "%llu", (unsigned long long)k);
-    bs_buf_add(o, ",\"applies\":\"%s\"", later ? "next step" : "when blocks are found");
+    if (index >= 0)
+        bs_buf_add(o, ",\"stack\":%d", index);
+    else
+        bs_buf_add(o, ",\"stack\":\"all\"");
+    bs_buf_add(o, ",\"applies\":\"%s\"", later ? "next step" :
+               index >= 0 ? "when that stack is found" : "when blocks are found");
     return finish(o);
 }
 
 int bs_control_handle_request(const char *req, size_t len, char *resp, size_t cap)
 {
     struct bs_buf o = { resp, cap, 0 };
-    char line[REQ_MAX], *words[4];
+    char line[REQ_MAX], *words[5];
     int nw = 0;
     if (!resp || cap < 64)
         return -ENOSPC;
@@ -213,9 +305,12 @@ int bs_control_handle_request(const char *req, size_t len, char *resp, size_t ca
         return finish(&o);
     }
     if (nw == 3 && strcmp(cmd, "set") == 0)
-        return do_set(&o, words[1], words[2]);
+        return do_set(&o, words[1], words[2], NULL);
+    if (nw == 5 && strcmp(cmd, "set") == 0 && strcmp(words[3], "--stack") == 0)
+        return do_set(&o, words[1], words[2], words[4]);
     return error_reply(&o, "unknown request; known: status, evict, trim, "
-                           "set blocks-to-swap N|auto, ping");
+                           "set blocks-to-swap N|auto [--stack S], set prefetch N, "
+                           "set vram-limit SIZE, ping");
 }
 
 /* ---- the socket ---- */

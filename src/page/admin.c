@@ -237,12 +237,69 @@ out:
 }
 
 /* schedule/'s settings and view are read and written under the page lock. */
-int bs_page_ctl_set_blocks_to_swap(uint64_t k)
+int bs_page_ctl_set_blocks_to_swap(uint64_t k, int stack)
 {
     pthread_mutex_lock(&PG.lock);
-    int r = bs_sched_ctl_set_k(k);
+    int r = bs_sched_ctl_set_k(k, stack);
     pthread_mutex_unlock(&PG.lock);
     return r;
+}
+
+int bs_page_ctl_set_prefetch(uint64_t prefetch)
+{
+    pthread_mutex_lock(&PG.lock);
+    int r = bs_sched_ctl_set_prefetch(prefetch);
+    pthread_mutex_unlock(&PG.lock);
+    return r;
+}
+
+uint64_t bs_page_prefetch(void)
+{
+    pthread_mutex_lock(&PG.lock);
+    uint64_t p = bs_sched_prefetch();
+    pthread_mutex_unlock(&PG.lock);
+    return p;
+}
+
+/* A new VRAM limit, at once: schedule/ hears of it (k and the window are chosen again
+ * at the next step), and a lower one makes room now, through the ordinary eviction,
+ * protected blocks last, so the next launch does not pay for it. What cannot be
+ * evicted (pinned memory, unmanaged memory) must fit the new limit. */
+int bs_page_ctl_set_vram_limit(uint64_t limit, struct bs_ctl_limit *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&PG.lock);
+    int ret = 0;
+    if (!ctl_enter_locked()) {
+        ret = -EAGAIN;
+        goto out;
+    }
+    out->old_limit = PG.vram_limit;
+    uint64_t pinned = 0;
+    for (int i = 0; i < PG.nresident; i++)
+        if (PG.resident[i]->pinned)
+            pinned += PG.resident[i]->padded;
+    out->pinned_bytes = pinned;
+    out->unmanaged_bytes = PG.unmanaged_bytes;
+    if (limit < pinned + PG.unmanaged_bytes) {
+        ret = -ERANGE;
+        goto out;
+    }
+    PG.vram_limit = limit;
+    bs_sched_budget(PG.vram_limit, PG.other_peak);
+    out->next_step = bs_sched_ctl_budget_changed();
+    uint64_t resident = PG.resident_bytes, pooled = PG.pool.bytes;
+    int nresident = PG.nresident;
+    CUresult r = pg_make_room(0, NULL, 0, "blockswapctl set vram-limit");
+    out->evicted = (uint64_t)(nresident - PG.nresident);
+    out->evicted_bytes = resident - PG.resident_bytes;
+    out->pool_released_bytes = pooled - PG.pool.bytes;
+    out->used_bytes = PG.resident_bytes + PG.unmanaged_bytes + PG.pool.bytes;
+    if (r != CUDA_SUCCESS)
+        ret = -EIO; /* logged by pg_make_room or the eviction */
+out:
+    pthread_mutex_unlock(&PG.lock);
+    return ret;
 }
 
 size_t bs_page_ctl_blocks_json(char *buf, size_t cap)

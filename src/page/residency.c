@@ -142,18 +142,31 @@ CUresult pg_setup_locked(void)
             return r;
 
     char a[BS_SIZE_STR_LEN], b[BS_SIZE_STR_LEN], c[BS_SIZE_STR_LEN];
+    size_t free_b = 0, total = 0;
+    CUresult info = bs_real.cuMemGetInfo_v2(&free_b, &total);
     PG.vram_limit = bs_cfg.vram_limit;
     if (PG.vram_limit == BS_SIZE_AUTO) {
-        size_t free_b = 0, total = 0;
-        if ((r = bs_real.cuMemGetInfo_v2(&free_b, &total)) != CUDA_SUCCESS)
-            return r;
+        if (info != CUDA_SUCCESS)
+            return info;
         PG.vram_limit = free_b > bs_cfg.reserve ? free_b - bs_cfg.reserve : 0;
         bs_log(BS_LOG_INFO, "VRAM limit %s: %s free at start minus BLOCKSWAP_RESERVE=%s",
                bs_size_str(PG.vram_limit, a, sizeof(a)), bs_size_str(free_b, b, sizeof(b)),
                bs_size_str(bs_cfg.reserve, c, sizeof(c)));
+        /* Nothing fits in 0: every allocation would be refused or paged at once. */
+        if (!PG.vram_limit)
+            bs_log(BS_LOG_WARN, "the automatic VRAM limit comes out 0: %s free at start minus "
+                   "BLOCKSWAP_RESERVE=%s; lower BLOCKSWAP_RESERVE or set BLOCKSWAP_VRAM_LIMIT",
+                   bs_size_str(free_b, b, sizeof(b)), bs_size_str(bs_cfg.reserve, c, sizeof(c)));
     } else {
         bs_log(BS_LOG_INFO, "VRAM limit %s (BLOCKSWAP_VRAM_LIMIT)",
                bs_size_str(PG.vram_limit, a, sizeof(a)));
+        /* A limit the device cannot give is no limit: nothing is swapped until the
+         * driver itself runs out. */
+        if (info == CUDA_SUCCESS && total && PG.vram_limit > total)
+            bs_log(BS_LOG_WARN, "the VRAM limit %s (BLOCKSWAP_VRAM_LIMIT) is more than the "
+                   "device's %s of memory: blockswap would swap nothing before the device runs "
+                   "out; lower BLOCKSWAP_VRAM_LIMIT or leave it auto",
+                   bs_size_str(PG.vram_limit, a, sizeof(a)), bs_size_str(total, b, sizeof(b)));
     }
     PG.host_limit = bs_cfg.host_limit == BS_SIZE_AUTO ? host_ram_default() : bs_cfg.host_limit;
     if (bs_fp_setup())

@@ -3,10 +3,11 @@
  * the order they were filled, whose sizes repeat with a period) or from the
  * application's tags; then applies BLOCKSWAP_BLOCKS_TO_SWAP, BLOCKSWAP_SWAP_PLACEMENT and
  * BLOCKSWAP_PREFETCH to the stack in use: k of its N blocks (spread evenly, or the last
- * k) stream through a window of d blocks, the others stay resident. A stack not in use
- * protects nothing, so a second model (WAN 2.2's HIGH then LOW) takes the VRAM over by
- * itself. Decides only: page/ calls it under the page lock and acts on its answers
- * (what to fence, evict and fetch); it touches no memory and calls no driver. */
+ * k) stream through a window of d = BLOCKSWAP_PREFETCH + 1 blocks, the others stay
+ * resident. A stack not in use protects nothing, so a second model (WAN 2.2's HIGH then
+ * LOW) takes the VRAM over by itself. Decides only: page/ calls it under the page lock
+ * and acts on its answers (what to fence, evict and fetch); it touches no memory and
+ * calls no driver. */
 #define _GNU_SOURCE
 #include "bs.h"
 #include "blockswap.h"
@@ -25,6 +26,11 @@
 struct stack {
     struct managed **members; /* in load order; member->sched.block says which block */
     int nmembers;
+    int index; /* in the order stacks were found: 0 is the first model detected */
+    /* blockswapctl changed what this stack's k or window comes from (CTL_* bits): they
+     * are chosen again at the start of its next step, the first block entered with a
+     * lower index than the last one entered (a new pass over the stack). */
+    unsigned ctl_pending;
     int nblocks, nswap, window, current; /* current: the block last entered, or -1 */
     bool spread; /* swapped blocks spread evenly through the stack, else the last nswap */
     uint64_t block_max, outside;
@@ -43,18 +49,20 @@ static struct sched_state {
     bool tags_dirty;
     struct stack stacks[MAX_STACKS];
     int nstacks, active;
-    /* Blocks to swap in force: BLOCKSWAP_BLOCKS_TO_SWAP, until blockswapctl sets it. */
-    uint64_t k;
-    bool k_set;
+    /* Blocks to swap and blocks ahead in force: BLOCKSWAP_BLOCKS_TO_SWAP and
+     * BLOCKSWAP_PREFETCH, until blockswapctl sets them. */
+    uint64_t k, prefetch;
+    bool k_set, prefetch_set;
     /* page/'s budget, as it last said (bs_sched_budget). */
     uint64_t limit, other_peak;
     /* The figures of the last stack in use, for the summary after its model was freed. */
     struct { uint64_t blocks, swapped, block_bytes; } last_used;
-    /* A k from blockswapctl waits for the start of the next step: the first block
-     * entered with a lower index than the last one entered (a new pass over the stack). */
-    bool ctl_pending;
-    uint64_t ctl_pending_k;
-    pid_t ctl_pid;
+    /* Blocks to swap blockswapctl set for one stack (--stack: by index in the order
+     * found), over S.k and the configuration's list. */
+    uint64_t stack_k[BS_MAX_STACK_COUNTS];
+    unsigned stack_k_set; /* bit i: stack_k[i] */
+    int nfound;           /* stacks found so far: the next one's index */
+    /* The block last entered: a stack's next step begins at a lower index. */
     int ctl_last_stack, ctl_last_block;
 } S = { .active = -1, .ctl_last_stack = -1, .ctl_last_block = -1 };
 
@@ -85,9 +93,20 @@ static int drop(struct managed **v, int *n, struct managed *m)
     return -1;
 }
 
-static uint64_t k_setting(void)
+enum { CTL_K = 1, CTL_PREFETCH = 2, CTL_BUDGET = 4 };
+
+/* Blocks to swap for the stack found index-th: blockswapctl's for it, blockswapctl's for
+ * all, or BLOCKSWAP_BLOCKS_TO_SWAP's (its list item). */
+static uint64_t k_setting(int index)
 {
-    return S.k_set ? S.k : bs_cfg.blocks_to_swap;
+    if (index < BS_MAX_STACK_COUNTS && (S.stack_k_set >> index & 1))
+        return S.stack_k[index];
+    return S.k_set ? S.k : bs_config_blocks_to_swap(&bs_cfg, index);
+}
+
+static uint64_t prefetch_setting(void)
+{
+    return S.prefetch_set ? S.prefetch : bs_cfg.prefetch;
 }
 
 static void remember(const struct stack *st)
@@ -122,28 +141,30 @@ static uint64_t weights_need(const struct stack *st, int k)
     return (uint64_t)(st->nblocks - k + d) * st->block_max + st->outside;
 }
 
-/* Chooses k from BLOCKSWAP_BLOCKS_TO_SWAP and the budget, and says what it chose. A stack
- * not in use gives its VRAM up, so each may count on all the room there is. */
-static void choose_k(struct stack *st, const char *how, int per_block)
+/* Chooses k from BLOCKSWAP_BLOCKS_TO_SWAP (this stack's value) and the budget, and says
+ * what it chose: "<pre>stack <index>: <verb>N blocks ...". A stack not in use gives its
+ * VRAM up, so each may count on all the room there is. */
+static void choose_k(struct stack *st, const char *pre, const char *verb, int per_block)
 {
     char a[32], b[32], c[32], e[32];
     uint64_t limit = S.limit, headroom = S.other_peak;
     uint64_t room = limit > headroom ? limit - headroom : 0;
+    uint64_t want = k_setting(st->index);
     int n = st->nblocks, k = 0;
-    st->window = (int)(bs_cfg.prefetch < 1 ? 1 : bs_cfg.prefetch);
-    if (k_setting() == BS_SIZE_AUTO) {
+    st->window = (int)prefetch_setting() + 1; /* the block computing and those ahead */
+    if (want == BS_SIZE_AUTO) {
         while (k < n && weights_need(st, k) > room)
             k++;
     } else {
-        k = k_setting() > (uint64_t)n ? n : (int)k_setting();
+        k = want > (uint64_t)n ? n : (int)want;
         int fit = k;
         while (fit < n && weights_need(st, fit) > room)
             fit++;
         if (fit != k)
             bs_log(BS_LOG_WARN, "BLOCKSWAP_BLOCKS_TO_SWAP=%d needs %s of VRAM for weights, but "
-                   "the limit leaves %s after %s for activations; using %d, the nearest that fits",
-                   k, bs_size_str(weights_need(st, k), a, sizeof(a)), bs_size_str(room, b, sizeof(b)),
-                   bs_size_str(headroom, c, sizeof(c)), fit);
+                   "the limit leaves %s after %s for activations; using %d, the nearest that fits "
+                   "(stack %d)", k, bs_size_str(weights_need(st, k), a, sizeof(a)), bs_size_str(room, b, sizeof(b)),
+                   bs_size_str(headroom, c, sizeof(c)), fit, st->index);
         k = fit;
     }
     if (weights_need(st, k) > room)
@@ -160,12 +181,12 @@ static void choose_k(struct stack *st, const char *how, int per_block)
         snprintf(which, sizeof(which), "%d spread evenly", k);
     else
         snprintf(which, sizeof(which), "the last %d", k);
-    bs_log(BS_LOG_INFO, "%s %d blocks of up to %s (%d allocations each), %s outside them; "
-           "swapping %s (BLOCKSWAP_BLOCKS_TO_SWAP=%s, BLOCKSWAP_SWAP_PLACEMENT=%s), window %d: "
-           "weights need %s of VRAM", how, n, bs_size_str(st->block_max, a, sizeof(a)), per_block,
-           bs_size_str(st->outside, b, sizeof(b)), which,
-           k_setting() == BS_SIZE_AUTO ? "auto" : "set", st->spread ? "spread" : "last",
-           st->window,
+    bs_log(BS_LOG_INFO, "%sstack %d: %s%d blocks of up to %s (%d allocations each), %s outside "
+           "them; swapping %s (BLOCKSWAP_BLOCKS_TO_SWAP=%s, BLOCKSWAP_SWAP_PLACEMENT=%s), window "
+           "%d (%d block%s ahead): weights need %s of VRAM", pre, st->index, verb, n,
+           bs_size_str(st->block_max, a, sizeof(a)), per_block, bs_size_str(st->outside, b, sizeof(b)), which,
+           want == BS_SIZE_AUTO ? "auto" : "set", st->spread ? "spread" : "last",
+           st->window, st->window - 1, st->window == 2 ? "" : "s",
            bs_size_str(weights_need(st, k), e, sizeof(e)));
 }
 
@@ -192,6 +213,7 @@ static struct stack *stack_new(struct managed **v, int n, int nblocks)
         st->lo[j] = n, st->hi[j] = 0, st->charged[j] = 0;
     memcpy(st->members, v, (size_t)n * sizeof(*v));
     st->nmembers = n;
+    st->index = S.nfound++;
     st->nblocks = nblocks;
     st->current = -1;
     uint64_t *bytes = calloc((size_t)nblocks, sizeof(*bytes));
@@ -267,7 +289,7 @@ static void detect(void)
     free(f);
     struct stack *st = stack_new(v, n, best_len / best_p);
     if (st) {
-        choose_k(st, "detected", best_p);
+        choose_k(st, "", "detected ", best_p);
         S.active = (int)(st - S.stacks);
     }
 }
@@ -284,6 +306,7 @@ static void build_from_tags(void)
     S.tags_dirty = false;
     while (S.nstacks)
         stack_free(S.nstacks - 1);
+    S.nfound = 0; /* the application's tags make the one stack, stack 0 */
     S.examined = S.norder;
     qsort(S.tagged, (size_t)S.ntagged, sizeof(*S.tagged), cmp_tag);
     int nblocks = 0, most = 0, run = 0;
@@ -298,7 +321,7 @@ static void build_from_tags(void)
         return;
     struct stack *st = stack_new(S.tagged, S.ntagged, nblocks);
     if (st) {
-        choose_k(st, "tagged", most);
+        choose_k(st, "", "tagged ", most);
         S.active = (int)(st - S.stacks);
     }
 }
@@ -478,6 +501,11 @@ void bs_sched_loaded(struct managed *m)
 
 static void ctl_see_block(const struct managed *m); /* control, at the end */
 
+uint64_t bs_sched_prefetch(void)
+{
+    return prefetch_setting();
+}
+
 unsigned bs_sched_use(struct managed *m)
 {
     m->sched.used = true;
@@ -549,7 +577,7 @@ void bs_sched_reset(void)
     S.order = S.tagged = NULL;
     S.norder = S.cap_order = S.examined = S.ntagged = S.cap_tagged = 0;
     memset(S.stacks, 0, sizeof(S.stacks));
-    S.nstacks = 0;
+    S.nstacks = S.nfound = 0; /* a forked child finds its own stacks, from stack 0 */
     S.active = -1;
     S.tags_dirty = false;
     memset(&S.last_used, 0, sizeof(S.last_used));
@@ -569,35 +597,67 @@ static int most_per_block(const struct stack *st)
 
 static void ctl_apply(struct stack *st)
 {
-    S.ctl_pending = false;
-    if (S.ctl_pid != getpid())
-        return; /* asked of the parent before a fork */
-    S.k = S.ctl_pending_k;
-    S.k_set = true;
-    choose_k(st, "blockswapctl set blocks-to-swap, from this step:", most_per_block(st));
+    unsigned what = st->ctl_pending;
+    st->ctl_pending = 0;
+    char how[96];
+    snprintf(how, sizeof(how), "blockswapctl set %s%s%s%s%s, from this step: ",
+             what & CTL_K ? "blocks-to-swap" : "",
+             what & CTL_K && what & (CTL_PREFETCH | CTL_BUDGET) ? " and " : "",
+             what & CTL_PREFETCH ? "prefetch" : "",
+             what & CTL_PREFETCH && what & CTL_BUDGET ? " and " : "",
+             what & CTL_BUDGET ? "vram-limit" : "");
+    choose_k(st, how, "", most_per_block(st));
 }
 
-/* On the launch path: two compares and two stores unless a k is pending. */
+/* On the launch path: a load, two compares and two stores unless a change is pending. */
 static void ctl_see_block(const struct managed *m)
 {
-    if (BS_UNLIKELY(S.ctl_pending) && m->sched.stack == S.ctl_last_stack && m->sched.block < S.ctl_last_block)
-        ctl_apply(&S.stacks[m->sched.stack]);
+    struct stack *st = &S.stacks[m->sched.stack];
+    if (BS_UNLIKELY(st->ctl_pending) && m->sched.stack == S.ctl_last_stack &&
+        m->sched.block < S.ctl_last_block)
+        ctl_apply(st);
     S.ctl_last_stack = m->sched.stack;
     S.ctl_last_block = m->sched.block;
 }
 
-int bs_sched_ctl_set_k(uint64_t k)
+/* A change is in force at once for stacks found later; the stacks it concerns (index
+ * `only`, or all when -1) choose k and the window again at their next step. Returns 1
+ * when one of them exists, else 0. */
+static int ctl_pend(unsigned what, int only)
 {
-    if (!S.nstacks) {
-        S.k = k; /* the next stack found uses it */
-        S.k_set = true;
-        S.ctl_pending = false;
-        return 0;
+    int pending = 0;
+    for (int i = 0; i < S.nstacks; i++) {
+        if (only < 0 || S.stacks[i].index == only) {
+            S.stacks[i].ctl_pending |= what;
+            pending = 1;
+        }
     }
-    S.ctl_pending_k = k;
-    S.ctl_pid = getpid();
-    S.ctl_pending = true;
-    return 1;
+    return pending;
+}
+
+int bs_sched_ctl_set_k(uint64_t k, int stack)
+{
+    if (stack < 0) {
+        S.k = k; /* one value for every stack: it replaces the list */
+        S.k_set = true;
+        S.stack_k_set = 0;
+    } else {
+        S.stack_k[stack] = k;
+        S.stack_k_set |= 1u << stack;
+    }
+    return ctl_pend(CTL_K, stack);
+}
+
+int bs_sched_ctl_set_prefetch(uint64_t prefetch)
+{
+    S.prefetch = prefetch;
+    S.prefetch_set = true;
+    return ctl_pend(CTL_PREFETCH, -1);
+}
+
+int bs_sched_ctl_budget_changed(void)
+{
+    return ctl_pend(CTL_BUDGET, -1);
 }
 
 /* The host copy of a resident m is needed soon: it is in a swapped block (evicted every
@@ -628,12 +688,21 @@ size_t bs_sched_ctl_json(char *buf, size_t cap)
     struct bs_buf b = { buf, cap, 0 };
     if (cap)
         buf[0] = '\0';
-    k_json(&b, "blocks_to_swap_setting", k_setting());
+    /* Top level: what the next stack found gets, and what the stack in use takes at its
+     * next step. */
+    const struct stack *in_use = S.active >= 0 ? &S.stacks[S.active] : NULL;
+    unsigned pending = in_use ? in_use->ctl_pending : 0;
+    k_json(&b, "blocks_to_swap_setting", k_setting(S.nfound));
     bs_buf_add(&b, ",");
-    if (S.ctl_pending)
-        k_json(&b, "blocks_to_swap_pending", S.ctl_pending_k);
+    if (pending & CTL_K)
+        k_json(&b, "blocks_to_swap_pending", k_setting(in_use->index));
     else
         bs_buf_add(&b, "\"blocks_to_swap_pending\":null");
+    bs_buf_add(&b, ",\"prefetch_setting\":%llu,", (unsigned long long)prefetch_setting());
+    if (pending & CTL_PREFETCH)
+        bs_buf_add(&b, "\"prefetch_pending\":%llu", (unsigned long long)prefetch_setting());
+    else
+        bs_buf_add(&b, "\"prefetch_pending\":null");
     bs_buf_add(&b, ",\"stacks\":[");
     for (int s = 0; s < S.nstacks; s++) {
         const struct stack *st = &S.stacks[s];
@@ -650,9 +719,12 @@ size_t bs_sched_ctl_json(char *buf, size_t cap)
             if (m->state == RES_DEVICE)
                 bytes[2 * m->sched.block + 1] += m->padded;
         }
-        bs_buf_add(&b, "%s{\"active\":%s,\"blocks\":%d,\"blocks_swapped\":%d,\"window\":%d,"
-               "\"block_bytes\":%llu,\"outside_bytes\":%llu,\"current\":%d,\"per_block\":[",
-               s ? "," : "", s == S.active ? "true" : "false", st->nblocks,
+        bs_buf_add(&b, "%s{\"stack\":%d,", s ? "," : "", st->index);
+        k_json(&b, "blocks_to_swap_setting", k_setting(st->index));
+        bs_buf_add(&b, ",\"pending\":%s,\"active\":%s,\"blocks\":%d,\"blocks_swapped\":%d,"
+               "\"window\":%d,\"block_bytes\":%llu,\"outside_bytes\":%llu,\"current\":%d,"
+               "\"per_block\":[", st->ctl_pending ? "true" : "false",
+               s == S.active ? "true" : "false", st->nblocks,
                st->nswap, st->window, (unsigned long long)st->block_max,
                (unsigned long long)st->outside, st->current);
         for (int j = 0; j < st->nblocks; j++)

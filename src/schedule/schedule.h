@@ -49,9 +49,17 @@ void bs_sched_stats(struct blockswap_stats *st);
 void bs_sched_reset(void);
 /* control: blockswapctl's view and settings. */
 bool bs_sched_ctl_host_needed(const struct managed *m);
-/* k, or BS_SIZE_AUTO. Returns 1 when it waits for the next step, 0 when it is used by
- * the next stack found. */
-int bs_sched_ctl_set_k(uint64_t k);
+/* k, or BS_SIZE_AUTO, for the stack found stack-th (0 to BS_MAX_STACK_COUNTS - 1), or
+ * for all (-1). Returns 1 when a stack it concerns exists (it applies at that stack's
+ * next step), 0 when it is only used by the stacks found later. */
+int bs_sched_ctl_set_k(uint64_t k, int stack);
+/* Blocks ahead (the window less one), the same way. */
+int bs_sched_ctl_set_prefetch(uint64_t prefetch);
+/* page/'s VRAM limit changed: k and the window are chosen again at the next step.
+ * Returns 1 then, 0 when there is no stack yet. */
+int bs_sched_ctl_budget_changed(void);
+/* BLOCKSWAP_PREFETCH, or blockswapctl's value once applied. */
+uint64_t bs_sched_prefetch(void);
 size_t bs_sched_ctl_json(char *buf, size_t cap);
 
 #endif

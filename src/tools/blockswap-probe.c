@@ -4,6 +4,10 @@
  * libblockswap.so preloaded, asks the shim whether it is active; `validate`, preloaded
  * too, says the same in its exit status only (the launcher checks the configuration
  * with it before it runs a command).
+ * With a model file (`driver LIMIT|auto RESERVE MODEL`, `-` for none) it also says what
+ * the model needs: its size, its blocks and the host RAM (model-header.c reads only the
+ * header), and suggests BLOCKSWAP_BLOCKS_TO_SWAP for device 0 (without a model, for the
+ * README's reference, WAN 14B at bf16).
  * Prints lines for a person; exit status 0 means "blockswap would work", 3 (driver) that
  * there is no NVIDIA driver at all, 3 (validate) that BLOCKSWAP_DISABLE turns it off. */
 #define _GNU_SOURCE
@@ -15,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model-header.h"
+
 #define GIB (1024.0 * 1024.0 * 1024.0)
 #define MIB (1024.0 * 1024.0)
 #define NO_DRIVER 3
@@ -23,6 +29,10 @@
  * (bytes), given as `driver LIMIT|auto RESERVE`; have_limit 0 when not given. */
 static int have_limit, limit_auto;
 static unsigned long long limit_bytes, reserve_bytes;
+/* The model given with --model, read; and device 0's limit once known (0: not known). */
+static struct model_info model;
+static int have_model;
+static unsigned long long device0_limit;
 
 static const char *env_or(const char *name, const char *def)
 {
@@ -62,6 +72,7 @@ static int check_limit(int ordinal, size_t free_b, size_t total)
         printf("limit:    device %d: %s (BLOCKSWAP_VRAM_LIMIT=auto: %s free minus "
                "BLOCKSWAP_RESERVE=%s)\n", ordinal, human(lim, a, sizeof(a)),
                human(free_b, b, sizeof(b)), env_or("BLOCKSWAP_RESERVE", "512M"));
+        device0_limit = lim;
         return 0;
     }
     if (limit_bytes > total) {
@@ -75,7 +86,134 @@ static int check_limit(int ordinal, size_t free_b, size_t total)
            human(limit_bytes, a, sizeof(a)), env_or("BLOCKSWAP_VRAM_LIMIT", "?"),
            limit_bytes > free_b ? "; only " : "", limit_bytes > free_b ? human(free_b, b, sizeof(b)) : "",
            limit_bytes > free_b ? " is free now" : "");
+    device0_limit = limit_bytes;
     return 0;
+}
+
+/* Digits and an optional K, M, G or T (powers of 1024), as blockswap parses sizes; 0 for
+ * anything else (the configuration check names a bad value). */
+static unsigned long long parse_size(const char *s)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    }
+    if (!strcmp(end, "iB") && shift)
+        end += 2;
+    else if (*end == 'B')
+        end++;
+    return *end || v > (~0ull >> shift) ? 0 : v << shift;
+}
+
+/* What the model needs of this machine: its size, its blocks, and the host RAM for it.
+ * blockswap keeps a pinned host copy of every weight it manages (its backing while the
+ * weight is out of VRAM), so the RAM needed is about the model's size. */
+static int print_model(const char *path)
+{
+    char a[32], b[32], c[32];
+    const struct model_info *m = &model;
+    printf("model:    %s: %s, %s (%llu tensors", path, m->format, human(m->total_bytes, a, sizeof(a)),
+           (unsigned long long)m->tensors);
+    if (m->width)
+        printf(", width %llu", (unsigned long long)m->width);
+    printf(")\n");
+    if (m->blocks)
+        printf("blocks:   %llu transformer blocks (blocks.N.) of up to %s, %s outside them\n",
+               (unsigned long long)m->blocks, human(m->block_max, a, sizeof(a)),
+               human(m->outside_bytes, b, sizeof(b)));
+    else
+        printf("blocks:   no blocks.N. tensors: blockswap will look for a repeated structure "
+               "as the model loads, and page by predicted reuse if it finds none\n");
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    unsigned long long ram = pages > 0 && psz > 0 ? (unsigned long long)pages * psz : 0;
+    unsigned long long keep = 4ull << 30, host_limit;
+    const char *hl = env_or("BLOCKSWAP_HOST_LIMIT", "auto");
+    int set = strcmp(hl, "auto") != 0 && parse_size(hl);
+    host_limit = set ? parse_size(hl) : ram > 2 * keep ? ram - keep : ram / 2;
+    printf("host RAM: about %s pinned for this model: blockswap keeps a host copy of every "
+           "weight it manages, about the model's size; BLOCKSWAP_HOST_LIMIT=%s allows %s "
+           "(%s of RAM here)\n", human(m->total_bytes, a, sizeof(a)), set ? hl : "auto",
+           human(host_limit, b, sizeof(b)), human(ram, c, sizeof(c)));
+    if (m->total_bytes > host_limit) {
+        printf("problem:  the model needs more pinned host memory than BLOCKSWAP_HOST_LIMIT "
+               "allows: evictions would fail; use a smaller (fp8 or GGUF) model, more RAM, "
+               "or a higher BLOCKSWAP_HOST_LIMIT\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* Blocks to swap on device 0, as the README computes it: weights need (N - k + d) blocks
+ * + what is outside them, and they and the activations must fit the limit; d is the
+ * window, BLOCKSWAP_PREFETCH + 1. Activations: 3 GiB for WAN 14B (width 5120) at
+ * 480x832, 81 frames, CFG 1, scaled by the model's width, and twice that with CFG above
+ * 1 (both passes in one batch). -1: does not fit even with every block swapped. */
+static long suggest_k(unsigned long long limit, unsigned long long n, unsigned long long block,
+                      unsigned long long outside, unsigned long long act, unsigned d)
+{
+    if (!n || !block)
+        return 0;
+    if (limit <= outside + act)
+        return -1;
+    unsigned long long slots = (limit - outside - act) / block;
+    if (slots >= n)
+        return 0;
+    long k = (long)(n + d - slots);
+    if (k > (long)n)
+        return slots >= (d < n ? d : n) ? (long)n : -1;
+    return k;
+}
+
+static void print_suggestion(void)
+{
+    char a[32], b[32], c[32], e[32];
+    const char *pf = env_or("BLOCKSWAP_PREFETCH", "1");
+    unsigned d = (unsigned)(pf[0] >= '0' && pf[0] <= '9' && atoi(pf) < 64 ? atoi(pf) : 1) + 1;
+    unsigned long long n = 40, block = 670ull << 20, outside = 444ull << 20;
+    unsigned long long width = 5120;
+    const char *what = "WAN 14B at bf16 (40 blocks of 670 MiB, 444 MiB outside them; give "
+                       "--model PATH for your model's)";
+    if (have_model) {
+        n = model.blocks;
+        block = model.block_max;
+        outside = model.outside_bytes;
+        width = model.width ? model.width : 5120;
+        what = "this model";
+        if (!n) {
+            printf("suggest:  BLOCKSWAP_BLOCKS_TO_SWAP=auto: the model has no blocks.N. "
+                   "tensors to count\n");
+            return;
+        }
+    }
+    unsigned long long act = (3ull << 30) / 5120 * width;
+    long k1 = suggest_k(device0_limit, n, block, outside, act, d);
+    long k2 = suggest_k(device0_limit, n, block, outside, 2 * act, d);
+    if (k1 < 0) {
+        printf("suggest:  device 0: %s does not fit the %s limit even with every block "
+               "swapped: the window (%u blocks of %s), %s outside the blocks and about %s of "
+               "activations; use fp8 or GGUF weights, fewer frames or a lower resolution\n",
+               what, human(device0_limit, a, sizeof(a)), d, human(block, b, sizeof(b)),
+               human(outside, c, sizeof(c)), human(act, e, sizeof(e)));
+        return;
+    }
+    char cfg2[48];
+    if (k2 < 0)
+        snprintf(cfg2, sizeof(cfg2), "it does not fit");
+    else
+        snprintf(cfg2, sizeof(cfg2), "%ld", k2);
+    printf("suggest:  BLOCKSWAP_BLOCKS_TO_SWAP=%ld for %s on device 0 with CFG 1 (with CFG "
+           "above 1, which doubles the activations: %s): (%llu - k + %u) x %s of blocks + %s "
+           "outside them + about %s of activations (480x832, 81 frames) fit the %s limit; "
+           "auto chooses at run time\n", k1, what, cfg2, n, d, human(block, a, sizeof(a)),
+           human(outside, b, sizeof(b)), human(act, c, sizeof(c)),
+           human(device0_limit, e, sizeof(e)));
 }
 
 struct driver {
@@ -201,6 +339,8 @@ static int probe_driver(void)
     }
     for (int i = 0; i < n; i++)
         status |= probe_device(&d, i);
+    if (device0_limit)
+        print_suggestion();
     return status;
 }
 
@@ -249,9 +389,19 @@ static int probe_config(void)
 
 int main(int argc, char **argv)
 {
-    int status;
-    if ((argc == 2 || argc == 4) && strcmp(argv[1], "driver") == 0) {
-        if (argc == 4) {
+    int status, model_status = 0;
+    if ((argc == 2 || argc == 4 || argc == 5) && strcmp(argv[1], "driver") == 0) {
+        if (argc == 5 && strcmp(argv[4], "-") != 0) {
+            char err[200];
+            if (bs_model_read(argv[4], &model, err, sizeof(err)) < 0) {
+                printf("problem:  --model %s: %s\n", argv[4], err);
+                fflush(stdout);
+                _exit(1);
+            }
+            have_model = 1;
+            model_status = print_model(argv[4]);
+        }
+        if (argc >= 4) {
             char *end1 = NULL, *end2 = NULL;
             have_limit = 1;
             limit_auto = strcmp(argv[2], "auto") == 0;
@@ -264,12 +414,15 @@ int main(int argc, char **argv)
             }
         }
         status = probe_driver();
+        if (status == 0)
+            status = model_status;
     } else if (argc == 2 && strcmp(argv[1], "config") == 0) {
         status = probe_config();
     } else if (argc == 2 && strcmp(argv[1], "validate") == 0) {
         status = probe_validate();
     } else {
-        fprintf(stderr, "usage: blockswap-probe driver [LIMIT|auto RESERVE] | config | validate\n"
+        fprintf(stderr, "usage: blockswap-probe driver [LIMIT|auto RESERVE [MODEL|-]] | config | "
+                        "validate\n"
                         "  (run by blockswap-run; config and validate expect libblockswap.so "
                         "in LD_PRELOAD; LIMIT and RESERVE in bytes)\n");
         return 2;

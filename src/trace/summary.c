@@ -23,10 +23,10 @@ static void hint(const struct blockswap_stats *st)
     if (st->steps_traced && st->stall_ns > STALL_HINT_SHARE * (double)st->compute_ns) {
         bs_log(BS_LOG_WARN, "hint: transfers are not hidden: compute waited %.1f ms per "
                "step for weights (%.0f%% of compute); lower BLOCKSWAP_BLOCKS_TO_SWAP if VRAM "
-               "allows (each block kept resident needs %s), or raise BLOCKSWAP_PREFETCH",
-               st->stall_ns / 1e6 / (double)st->steps_traced,
+               "allows (each block kept resident needs %s), or raise BLOCKSWAP_PREFETCH (blocks "
+               "copied ahead, now %llu)", st->stall_ns / 1e6 / (double)st->steps_traced,
                100.0 * (double)st->stall_ns / (double)(st->compute_ns ? st->compute_ns : 1),
-               bs_size_str(st->block_bytes, a, sizeof(a)));
+               bs_size_str(st->block_bytes, a, sizeof(a)), (unsigned long long)bs_page_prefetch());
         return;
     }
     /* More than one block's worth of the limit never used: fewer swapped blocks fit. */

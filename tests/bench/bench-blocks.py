@@ -9,14 +9,15 @@ policies (the default, and BLOCKSWAP_POLICY=sync), it reports the steady step ti
 (virtual, from events around each step, step 0 excluded), its ratio to k = 0, the bytes
 paged in and written back per step, the time the compute engine waited for copies, the
 physical bound max(compute, k blocks / bandwidth) + one block's fill and the ratio to it,
-and the peak device memory against the predicted (N - k + prefetch) blocks + the rest.
+and the peak device memory against the predicted (N - k + prefetch + 1) blocks + the rest
+(the window of swapped blocks in VRAM is BLOCKSWAP_PREFETCH + 1).
 
 --emulate-k-with-limit: for shims without BLOCKSWAP_BLOCKS_TO_SWAP, emulate k by
-BLOCKSWAP_VRAM_LIMIT = min(N, N - k + prefetch) paged blocks + the rest (unmanaged).
+BLOCKSWAP_VRAM_LIMIT = min(N, N - k + prefetch + 1) paged blocks + the rest (unmanaged).
 
 usage: bench-blocks.py [PROG SIM_DIR SHIM] [--build DIR] [--quick] [--emulate-k-with-limit]
                        [--ratios 0.5,1,3] [--ks 0,10,20,30,40] [--policies default,sync]
-                       [--steps 4] [--prefetch 2] [--placement spread|last] [--gbps 25]
+                       [--steps 4] [--prefetch 1] [--placement spread|last] [--gbps 25]
                        [--async] [--jobs N] [--sim-env CUDASIM_X=V ...]
                        [--json FILE|-] [--keep DIR] [-- PROGRAM ARGS...]
 All times are virtual (the simulator's timeline), not wall-clock."""
@@ -32,12 +33,13 @@ def parse_args():
     ap.add_argument("--build", default=None, help="build directory (default: build-bench-dev, then build)")
     ap.add_argument("--quick", action="store_true", help="ratios 1; k 0,20,40; 3 steps")
     ap.add_argument("--emulate-k-with-limit", action="store_true",
-                    help="set BLOCKSWAP_VRAM_LIMIT = (N-k+prefetch) blocks + rest instead of BLOCKS_TO_SWAP")
+                    help="set BLOCKSWAP_VRAM_LIMIT = (N-k+prefetch+1) blocks + rest instead of BLOCKS_TO_SWAP")
     ap.add_argument("--ratios", default=None, help="compute/transfer ratios (default 0.5,1,3)")
     ap.add_argument("--ks", default=None, help="blocks to swap (default 0,10,20,30,40; 0 is always run)")
     ap.add_argument("--policies", default="default,sync")
     ap.add_argument("--steps", type=int, default=None, help="steps per run (default 4; step 0 excluded)")
-    ap.add_argument("--prefetch", type=int, default=2, help="BLOCKSWAP_PREFETCH (default 2)")
+    ap.add_argument("--prefetch", type=int, default=1,
+                    help="BLOCKSWAP_PREFETCH: blocks copied ahead; the window is one more (default 1)")
     ap.add_argument("--placement", default=None, choices=["spread", "last"],
                     help="BLOCKSWAP_SWAP_PLACEMENT (default: the shim's, spread)")
     ap.add_argument("--gbps", type=float, default=25.0, help="CUDASIM_PCIE_GBPS (default 25)")
@@ -119,7 +121,7 @@ def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, tmp):
         if not a.emulate_k_with_limit:
             env["BLOCKSWAP_BLOCKS_TO_SWAP"] = "0"
     elif a.emulate_k_with_limit:
-        limit = min(N, N - k + a.prefetch) * S["block_paged"] + S["rest_bytes"]
+        limit = min(N, N - k + a.prefetch + 1) * S["block_paged"] + S["rest_bytes"]
         env["BLOCKSWAP_VRAM_LIMIT"] = str(limit)
     else:
         env["BLOCKSWAP_BLOCKS_TO_SWAP"] = str(k)
@@ -176,7 +178,7 @@ def analyse(r, S, a, ref):
     k = r["k"]
     fill_ns = Bm / bw
     bound_ns = max(compute_ns, k * Bm / bw) + (fill_ns if k else 0)
-    pred_blocks = N if k == 0 else min(N, N - k + a.prefetch)
+    pred_blocks = N if k == 0 else min(N, N - k + a.prefetch + 1)
     pred_peak = pred_blocks * S["block_paged"] + S["rest_bytes"]
     return dict(step_ms=step_ns / 1e6, step_ms_each=[s["ms"] for s in r["steps"]],
                 vs_k0=step_ns / (ref["step_ms"] * 1e6) if ref else 1.0,
@@ -235,7 +237,7 @@ def main():
                             % (r["name"], r["m"]["h2d_bytes_per_step"] / MiB))
     ignored = sorted({v for r in results.values() for v in r["ignored"]})
 
-    mode = ("emulated k: BLOCKSWAP_VRAM_LIMIT = min(N, N-k+%d) paged blocks + rest" % a.prefetch
+    mode = ("emulated k: BLOCKSWAP_VRAM_LIMIT = min(N, N-k+%d) paged blocks + rest" % (a.prefetch + 1)
             if a.emulate_k_with_limit else
             "BLOCKSWAP_BLOCKS_TO_SWAP=k, BLOCKSWAP_PREFETCH=%d" % a.prefetch)
     mode += ", BLOCKSWAP_SWAP_PLACEMENT=%s" % (a.placement or "default (spread)")
@@ -250,7 +252,7 @@ def main():
                                "default settings, host costs on (docs/simulator.md, Host costs)"))
     print("  columns: step = mean virtual step time; x k=0 = ratio to the all-resident run at the same ratio;")
     print("  H2D/D2H = MiB paged in / written back per step (blocks = H2D / one block); stall = step - compute busy;")
-    print("  bound = max(compute, k blocks / bandwidth) + one block's fill (k > 0); pred = (N-k+prefetch) blocks + rest")
+    print("  bound = max(compute, k blocks / bandwidth) + one block's fill (k > 0); pred = (N-k+prefetch+1) blocks + rest")
     for pol in a.policies:
         for ratio in a.ratios:
             ref = results[(ratio, 0, "default")]["m"]

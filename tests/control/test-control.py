@@ -263,7 +263,7 @@ def scenario_commands(a, xdg):
         check(st5["blocks_swapped"] == 6 and st5["blocks_to_swap_pending"] is None and
               [b["swapped"] for b in bl["per_block"]] == ([False] + [True] * 3) * 2,
               "status: 6 swapped, spread: all but blocks 0 and 4")
-        check(re.search(r"blockswapctl set blocks-to-swap, from this step: 8 blocks .*"
+        check(re.search(r"blockswapctl set blocks-to-swap, from this step: stack 0: 8 blocks .*"
                         r"swapping 6 spread evenly", p.stderr()), "the log says so")
 
         # A k that does not fit gets the nearest that does, with choose_k's warning.
@@ -279,6 +279,60 @@ def scenario_commands(a, xdg):
         _, st6, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
         check(st6["blocks_swapped"] == 3 and st6["blocks_to_swap_setting"] == "auto",
               "auto: the fewest that fit, 3")
+        check(st6["prefetch_setting"] == 1 and blocks_of(st6)["window"] == 2,
+              "prefetch 1 by default: a window of 2")
+
+        # set prefetch: blocks ahead, from the next step, like blocks-to-swap.
+        _, sp, _ = ctl(a, "--pid", str(p.pid), "set", "prefetch", "0", xdg=xdg)
+        check(sp["prefetch"] == 0 and sp["window"] == 1 and sp["applies"] == "next step",
+              "set prefetch 0 is pending")
+        _, st7, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st7["prefetch_pending"] == 0 and blocks_of(st7)["window"] == 2,
+              "status shows it pending, the window still 2")
+        run("steps 1")
+        _, st8, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st8["prefetch_setting"] == 0 and st8["prefetch_pending"] is None and
+              blocks_of(st8)["window"] == 1, "the next step has a window of 1")
+        check(re.search(r"blockswapctl set prefetch, from this step: stack 0: 8 blocks .*window 1 "
+                        r"\(0 blocks ahead\)", p.stderr()), "the log says so")
+        run("verify")
+        ctl(a, "--pid", str(p.pid), "set", "prefetch", "1", xdg=xdg)
+        run("steps 1")
+
+        # set vram-limit: now; a lower limit evicts what no longer fits at once, and the
+        # next step chooses k again (auto: more blocks swapped).
+        _, st9, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        used = st9["vram"]["used"]
+        check(used > 110 * MiB, "%d bytes in VRAM before" % used)
+        _, sl, _ = ctl(a, "--pid", str(p.pid), "set", "vram-limit", "110M", xdg=xdg)
+        check(sl["vram_limit"] == 110 * MiB and sl["old_limit"] == 150 * MiB and
+              sl["applies"] == "now", "set vram-limit 110M: now")
+        check(sl["evicted"] > 0 and sl["evicted_bytes"] + sl["pool_released_bytes"] >=
+              used - 110 * MiB and sl["used_bytes"] <= 110 * MiB,
+              "it evicted %d bytes at once" % sl["evicted_bytes"])
+        _, st10, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st10["vram"]["limit"] == 110 * MiB and st10["vram"]["used"] <= 110 * MiB,
+              "status: the new limit, and within it")
+        check(re.search(r"blockswapctl set vram-limit 110M: the limit is 110.0 MiB \(was "
+                        r"150.0 MiB\); [1-9]\d* allocations \(.*\) evicted", p.stderr()),
+              "the log says what was evicted")
+        run("steps 1")
+        _, st11, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st11["blocks_swapped"] > 3, "the next step swaps more: %d" % st11["blocks_swapped"])
+        check(re.search(r"blockswapctl set vram-limit, from this step: stack 0: 8 blocks", p.stderr()),
+              "k chosen again against the new limit")
+        run("verify")
+        # Refused: 0, and below what cannot be evicted (the pinned 2 MiB and what
+        # blockswap does not manage); the limit stays.
+        for v, why in [("0", "vram-limit 0 leaves no VRAM at all"),
+                       ("2M", "that cannot be evicted (2.0 MiB pinned, "),
+                       ("2M", "the limit stays 110.0 MiB"),
+                       ("12X", "bad value for vram-limit")]:
+            rc, _, err = ctl(a, "--pid", str(p.pid), "set", "vram-limit", v, xdg=xdg, ok=False)
+            check(rc == 1 and why in err, "vram-limit %s refused: %s" % (v, err.strip()))
+        _, st12, _ = ctl(a, "--pid", str(p.pid), "status", xdg=xdg)
+        check(st12["vram"]["limit"] == 110 * MiB, "the limit stays 110M")
+        ctl(a, "--pid", str(p.pid), "set", "vram-limit", "150M", xdg=xdg)
 
         # A forked child's exit leaves the parent's socket alone.
         run("fork")
@@ -564,6 +618,38 @@ def scenario_client(a, xdg):
         p.cmd("steps 1")
         _, st, _ = ctl(a, *pid, "status", xdg=xdg)
         check(st["blocks_swapped"] == 8, "all 8 swapped")
+        # --stack S: one model's stack only, by its index in the log ("stack 0: detected").
+        check(re.search(r"^blockswap: stack 0: detected 8 blocks", p.stderr(), re.M),
+              "the log names the stack with its index")
+        _, s1, _ = ctl(a, *pid, "set", "blocks-to-swap", "2", "--stack", "1", xdg=xdg)
+        check(s1["stack"] == 1 and s1["applies"] == "when that stack is found",
+              "--stack 1 waits for stack 1 to be found")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        s0 = st["stacks"][0]
+        check(s0["stack"] == 0 and s0["blocks_to_swap_setting"] == 99 and not s0["pending"] and
+              st["blocks_to_swap_pending"] is None and st["blocks_to_swap_setting"] == 2,
+              "stack 0 keeps 99; stack 1, found next, will get 2")
+        p.cmd("steps 1")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        check(st["blocks_swapped"] == 8, "stack 0 still swaps all 8")
+        _, s0a, _ = ctl(a, *pid, "set", "blocks-to-swap", "6", "--stack", "0", xdg=xdg)
+        check(s0a["stack"] == 0 and s0a["applies"] == "next step", "--stack 0: next step")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        check(st["stacks"][0]["pending"] and st["blocks_to_swap_pending"] == 6,
+              "status: 6 pending for stack 0")
+        p.cmd("steps 1")
+        _, st, _ = ctl(a, *pid, "status", xdg=xdg)
+        check(st["blocks_swapped"] == 6 and not st["stacks"][0]["pending"], "stack 0 swaps 6")
+        check("blockswapctl set blocks-to-swap 6 --stack 0: applied at the start of the next step"
+              in p.stderr(), "the log names the stack")
+        text = ctl(a, *pid, "status", xdg=xdg, json_status=False)[1]
+        check(re.search(r"^ +stack 0 \(in use\): 8 blocks", text, re.M), "status names stack 0")
+        for args, want in [(["set", "blocks-to-swap", "3", "--stack", "x"],
+                            "blockswapctl: bad --stack value 'x'"),
+                           (["set", "prefetch", "1", "--stack", "0"],
+                            "blockswapctl: --stack applies to set blocks-to-swap only")]:
+            rc, _, err = ctl(a, *pid, *args, xdg=xdg, ok=False)
+            check(rc == 2 and err.startswith(want), "%s: %s" % (" ".join(args), err.strip()))
         rc, _ = p.quit()
         check(rc == 0, "the program exits 0")
     finally:

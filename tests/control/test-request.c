@@ -52,6 +52,30 @@ int main(void)
     ask("set blocks-to-swap auto\n", 24);
     ask("status\n", 7);
     CHECK(strstr(resp, "\"blocks_to_swap_setting\":\"auto\""));
+    /* --stack S: one stack's k; before it is found, it waits for it. */
+    ask("set blocks-to-swap 5 --stack 1\n", 31);
+    CHECK(strstr(resp, "\"blocks_to_swap\":5,\"stack\":1") &&
+          strstr(resp, "when that stack is found"));
+    ask("set blocks-to-swap 6 --stack 0\n", 31);
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"blocks_to_swap_setting\":6")); /* the next found is stack 0 */
+    ask("set blocks-to-swap auto\n", 24); /* every stack: replaces the per-stack ones */
+    CHECK(strstr(resp, "\"stack\":\"all\""));
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"blocks_to_swap_setting\":\"auto\""));
+    /* set prefetch: blocks ahead, 0 to 63, the window one more; the default is 1. */
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"prefetch_setting\":1,\"prefetch_pending\":null"));
+    ask("set prefetch 0\n", 15);
+    CHECK(strstr(resp, "\"prefetch\":0,\"window\":1") && strstr(resp, "when blocks are found"));
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"prefetch_setting\":0"));
+    ask("set prefetch 63\n", 16);
+    CHECK(strstr(resp, "\"prefetch\":63,\"window\":64"));
+    ask("set prefetch 1\n", 15);
+    CHECK(bs_cfg.prefetch == 1);
+    /* set vram-limit: needs page/ set up (the first managed allocation): not here. */
+    refused("set vram-limit 1G", 17, "no VRAM limit yet");
 
     refused(NULL, 0, "empty");
     refused("", 0, "empty");
@@ -66,8 +90,24 @@ int main(void)
     refused("set blocks-to-swap -1", 21, "bad value");
     refused("set blocks-to-swap 100001", 25, "bad value");
     refused("set blocks-to-swap 18446744073709551616", 39, "bad value");
-    refused("set prefetch 2", 14, "unknown setting");
-    refused("a b c d e", 9, "too many words");
+    refused("set prefetch", 12, "unknown request");
+    refused("set prefetch 64", 15, "bad value for prefetch; accepted: a whole number from 0 to 63");
+    refused("set prefetch -1", 15, "bad value for prefetch");
+    refused("set prefetch auto", 17, "bad value for prefetch");
+    refused("set vram-limit 0", 16, "vram-limit 0 leaves no VRAM at all");
+    refused("set vram-limit 0G", 17, "vram-limit 0 leaves no VRAM at all");
+    refused("set vram-limit 1M", 17, "bad value for vram-limit; accepted: a size from 2M");
+    refused("set vram-limit auto", 19, "bad value for vram-limit");
+    refused("set vram-limit 12X", 18, "bad value for vram-limit");
+    refused("set window 2", 12, "unknown setting; known: blocks-to-swap, prefetch, vram-limit");
+    refused("a b c d e f", 11, "too many words");
+    refused("set blocks-to-swap 3 --stack", 28, "unknown request");
+    refused("set blocks-to-swap 3 --stak 1", 29, "unknown request");
+    refused("set blocks-to-swap 3 --stack 16", 31, "bad value for --stack; accepted: a stack index from 0 to 15");
+    refused("set blocks-to-swap 3 --stack -1", 31, "bad value for --stack");
+    refused("set blocks-to-swap 3 --stack 1x", 31, "bad value for --stack");
+    refused("set blocks-to-swap 3,4", 22, "one value; for one model's stack, add --stack S");
+    refused("set prefetch 3 --stack 1", 24, "--stack applies to blocks-to-swap only");
     char big[4096];
     memset(big, 'a', sizeof(big));
     refused(big, 256, "too long");
@@ -75,6 +115,8 @@ int main(void)
     ask(big, 255); /* 255 bytes is allowed: an unknown one */
     CHECK(strstr(resp, "unknown request"));
     CHECK(bs_cfg.blocks_to_swap == BS_SIZE_AUTO); /* no bad request changed it */
+    ask("status\n", 7);
+    CHECK(strstr(resp, "\"prefetch_setting\":1,"));
 
     /* A buffer too small for the answer gets a short error, or nothing at all. */
     char small[48];

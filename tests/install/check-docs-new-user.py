@@ -67,7 +67,7 @@ def main():
                  "block_swap_debug"]:
         expect(re.search(r"^\| [^|]*" + re.escape(knob), sec, re.M),
                f"a table row maps {knob}")
-    for want in ["prefetch_blocks=1` (one block ahead) is `BLOCKSWAP_PREFETCH=2`",
+    for want in ["prefetch_blocks=1` (one block ahead) is `BLOCKSWAP_PREFETCH=1`",
                  "already has a block-swap node", "Bypass", "--reserve-vram",
                  "BLOCKSWAP_RESERVE", "BLOCKSWAP_VRAM_LIMIT", "portable", "comfy-cli",
                  "ComfyUI Desktop", "Not verified"]:

@@ -103,6 +103,9 @@ def case_options_set_variables(tmp):
     got = shown(p)
     expect(got["env"].get("BLOCKSWAP_BLOCKS_TO_SWAP") == "auto" and
            got["env"].get("BLOCKSWAP_VRAM_LIMIT") == "auto", "auto accepted")
+    p = run(["--blocks-to-swap", "26,auto,30"] + show_cmd(tmp))
+    expect(p.returncode == 0 and shown(p)["env"].get("BLOCKSWAP_BLOCKS_TO_SWAP") == "26,auto,30",
+           "a list, one per model, accepted")
     p = run(["--vram-limit", "24GiB"] + show_cmd(tmp) + ["a b", "it's"])
     got = shown(p)
     expect(got["argv"] == ["a b", "it's"], "arguments pass through unchanged")
@@ -132,12 +135,17 @@ def case_bad_values_rejected(tmp):
     bad = [
         (["--blocks-to-swap", "-1"], "--blocks-to-swap -1: accepted: auto or a whole number from 0 to 100000"),
         (["--blocks-to-swap", "100001"], "--blocks-to-swap 100001: accepted:"),
+        (["--blocks-to-swap", "10,x"], '--blocks-to-swap 10,x: item 2 ("x"): accepted: auto or a whole number from 0 to 100000'),
+        (["--blocks-to-swap", "10,,3"], "--blocks-to-swap 10,,3: item 2 (empty): accepted:"),
+        (["--blocks-to-swap", "4,100001"], '--blocks-to-swap 4,100001: item 2 ("100001"): accepted:'),
+        (["--blocks-to-swap", ",".join(["1"] * 17)],
+         "--blocks-to-swap " + ",".join(["1"] * 17) + ": accepted: at most 16 values"),
         (["--vram-limit", "12X"], "--vram-limit 12X: accepted: auto or a size from 2M to 1024T bytes"),
         (["--vram-limit", "1M"], "--vram-limit 1M: accepted:"),
         (["--vram-limit", "2048T"], "--vram-limit 2048T: accepted:"),
         (["--vram-limit", "1.5G"], "--vram-limit 1.5G: accepted:"),
-        (["--prefetch", "0"], "--prefetch 0: accepted: a whole number from 1 to 64"),
-        (["--prefetch", "65"], "--prefetch 65: accepted:"),
+        (["--prefetch", "-1"], "--prefetch -1: accepted: a whole number from 0 to 63"),
+        (["--prefetch", "64"], "--prefetch 64: accepted:"),
         (["--log-level", "loud"], "--log-level loud: accepted: error, warn, info, debug"),
         (["--trace", "/nonexistent/dir/t.json"], "--trace /nonexistent/dir/t.json: the directory /nonexistent/dir does not exist"),
         (["--library", "/nonexistent/libblockswap.so"], "--library /nonexistent/libblockswap.so: no such file"),
@@ -177,9 +185,9 @@ def case_check_ok_on_simulated_driver(tmp):
 
 
 def case_check_fails_on_bad_config(tmp):
-    p = run(["--check"], env=sim_env(BLOCKSWAP_PREFETCH="0"))
+    p = run(["--check"], env=sim_env(BLOCKSWAP_PREFETCH="64"))
     expect(p.returncode == 1, "a bad value: exit 1")
-    expect("blockswap: error: BLOCKSWAP_PREFETCH=0 is not valid; accepted: a whole number from 1 to 64"
+    expect("blockswap: error: BLOCKSWAP_PREFETCH=64 is not valid; accepted: a whole number from 0 to 63"
            in p.stderr, "the shim's line names the variable")
     expect(re.search(r"^config:   not valid: ", p.stdout, re.M), "config: not valid")
     expect(re.search(r"^check:    blockswap would not work here", p.stdout, re.M), "verdict")
@@ -207,9 +215,9 @@ def case_check_without_driver(tmp):
     expect("config:   valid\n" in p.stdout, "the configuration is judged on its own")
     expect(p.stdout.endswith("check:    blockswap would not work here: no NVIDIA driver\n"),
            "the verdict names the reason")
-    p = run(["--check"], env=base_env(BLOCKSWAP_PREFETCH="0"))
+    p = run(["--check"], env=base_env(BLOCKSWAP_PREFETCH="64"))
     expect(p.returncode == 1 and
-           "blockswap: error: BLOCKSWAP_PREFETCH=0 is not valid" in p.stderr and
+           "blockswap: error: BLOCKSWAP_PREFETCH=64 is not valid" in p.stderr and
            "config:   not valid" in p.stdout and "active" not in p.stdout + p.stderr,
            "a bad value is still named without a driver")
 
@@ -238,6 +246,167 @@ def case_check_vram_limit(tmp):
            "and passes with a smaller reserve")
 
 
+# ---- --check --model: model files written here, small on disk (sparse past the header) ----
+
+MiB = 1 << 20
+
+
+def wan_tensors(blocks=40, d=1024, f=4096, prefix=""):
+    """A WAN-shaped model: (name, shape, bytes) at bf16, norms at fp32."""
+    t = [(prefix + "patch_embedding.weight", [d, 16, 1, 2, 2], d * 64 * 2),
+         (prefix + "text_embedding.0.weight", [d, 4096], d * 4096 * 2)]
+    for b in range(blocks):
+        for p in "qkvo":
+            t.append((f"{prefix}blocks.{b}.self_attn.{p}.weight", [d, d], d * d * 2))
+        t.append((f"{prefix}blocks.{b}.ffn.0.weight", [f, d], f * d * 2))
+        t.append((f"{prefix}blocks.{b}.ffn.2.weight", [d, f], d * f * 2))
+        t.append((f"{prefix}blocks.{b}.norm3.bias", [d], d * 4))
+    t.append((prefix + "head.head.weight", [64, d], 64 * d * 2))
+    return t
+
+
+def write_safetensors(path, tensors):
+    import struct
+    header, off = {"__metadata__": {"format": "pt", "note": "a \"quoted\" {brace}"}}, 0
+    for name, shape, n in tensors:
+        elements = 1
+        for x in shape:
+            elements *= x
+        header[name] = {"dtype": "F32" if n == 4 * elements else "BF16", "shape": shape,
+                        "data_offsets": [off, off + n]}
+        off += n
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        f.truncate(8 + len(h) + off)
+    return off
+
+
+def write_gguf(path, tensors):
+    """GGUF version 3 (its specification): magic, version, counts, metadata (a string, an
+    array of strings, an array of uint32, general.alignment), tensor infos (dimensions
+    fastest first), the data section at the next multiple of the alignment."""
+    import struct
+
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 4))
+    out += s("general.architecture") + struct.pack("<I", 8) + s("wan")
+    out += s("tokenizer.tokens") + struct.pack("<IIQ", 9, 8, 2) + s("a") + s("bc")
+    out += s("some.ints") + struct.pack("<IIQ", 9, 4, 3) + struct.pack("<III", 1, 2, 3)
+    out += s("general.alignment") + struct.pack("<II", 4, 64)
+    off = 0
+    for name, shape, n in tensors:
+        dims = list(reversed(shape))
+        out += s(name) + struct.pack("<I", len(dims))
+        out += b"".join(struct.pack("<Q", x) for x in dims) + struct.pack("<IQ", 30, off)
+        off += (n + 63) // 64 * 64
+    out += b"\0" * ((-len(out)) % 64)
+    with open(path, "wb") as f:
+        f.write(out)
+        f.truncate(len(out) + off)
+    return off
+
+
+def suggested_k(limit, n, block, outside, act, d):
+    """The README's arithmetic: (n - k + d) blocks + outside + activations fit the limit."""
+    if limit <= outside + act:
+        return None
+    slots = (limit - outside - act) // block
+    if slots >= n:
+        return 0
+    k = n + d - slots
+    if k > n:
+        return n if slots >= min(d, n) else None
+    return k
+
+
+def human(b):
+    return "%.1f GiB" % (b / (1 << 30)) if b >= 1 << 30 else "%.0f MiB" % (b / MiB)
+
+
+def case_check_model(tmp):
+    tensors = wan_tensors()
+    block = 4 * 1024 * 1024 * 2 + 2 * 4096 * 1024 * 2 + 1024 * 4
+    outside = 1024 * 64 * 2 + 1024 * 4096 * 2 + 64 * 1024 * 2
+    total = 40 * block + outside
+    act = (3 << 30) // 5120 * 1024  # 3 GiB at width 5120, scaled to width 1024
+    st = os.path.join(tmp, "wan small.safetensors")
+    expect(write_safetensors(st, tensors) == total, "the safetensors file holds the model")
+    gg = os.path.join(tmp, "wan.gguf")
+    write_gguf(gg, tensors)
+    for path, fmt in [(st, "safetensors"), (gg, "GGUF")]:
+        p = run(["--check", "--vram-limit", "1G", "--model", path], env=sim_env())
+        expect(p.returncode == 0, f"{fmt}: --check --model exits 0")
+        expect(f"model:    {path}: {fmt}, {human(total)} ({len(tensors)} tensors, width 1024)\n"
+               in p.stdout, f"{fmt}: its size, from the header only")
+        expect(f"blocks:   40 transformer blocks (blocks.N.) of up to {human(block)}, "
+               f"{human(outside)} outside them\n" in p.stdout, f"{fmt}: its blocks")
+        expect(re.search(r"^host RAM: about " + re.escape(human(total)) + r" pinned for this "
+                         r"model: blockswap keeps a host copy of every weight it manages, about "
+                         r"the model's size; BLOCKSWAP_HOST_LIMIT=auto allows ", p.stdout, re.M),
+               f"{fmt}: the host RAM it needs, and why")
+        k1 = suggested_k(1 << 30, 40, block, outside, act, 2)
+        expect(k1 is not None and 0 < k1 < 40, "the model does not fit 1G: some blocks swapped")
+        expect(f"suggest:  BLOCKSWAP_BLOCKS_TO_SWAP={k1} for this model on device 0 with CFG 1 "
+               f"(with CFG above 1, which doubles the activations: it does not fit): (40 - k + 2)"
+               in p.stdout, f"{fmt}: the suggested k, {k1}")
+    # BLOCKSWAP_PREFETCH widens the window: one more block in VRAM, one more swapped.
+    p = run(["--check", "--vram-limit", "2G", "--prefetch", "3", "--model", st], env=sim_env())
+    k1 = suggested_k(2 << 30, 40, block, outside, act, 4)
+    k2 = suggested_k(2 << 30, 40, block, outside, 2 * act, 4)
+    expect(p.returncode == 0 and
+           f"BLOCKSWAP_BLOCKS_TO_SWAP={k1} for this model on device 0 with CFG 1 (with CFG "
+           f"above 1, which doubles the activations: {k2}): (40 - k + 4)" in p.stdout,
+           f"2G, prefetch 3: {k1}, and {k2} with CFG above 1")
+    # Without --model: the README's reference, WAN 14B at bf16.
+    p = run(["--check", "--vram-limit", "7G"], env=sim_env())
+    k1 = suggested_k(7 << 30, 40, 670 * MiB, 444 * MiB, 3 << 30, 2)
+    expect(p.returncode == 0 and k1 == 37 and
+           f"suggest:  BLOCKSWAP_BLOCKS_TO_SWAP={k1} for WAN 14B at bf16" in p.stdout,
+           "without --model: the reference model's k, 37")
+    # Names: blocks.N. starts the name or follows a dot; vace_blocks.N. is not a block.
+    odd = os.path.join(tmp, "odd.safetensors")
+    t = wan_tensors(blocks=3, prefix="model.diffusion_model.")
+    t += [("vace_blocks.%d.proj.weight" % i, [1024, 1024], 2 * MiB) for i in range(5)]
+    write_safetensors(odd, t)
+    p = run(["--check", "--vram-limit", "1G", "--model", odd], env=sim_env())
+    expect(re.search(r"^blocks:   3 transformer blocks \(blocks\.N\.\) of up to 24 MiB, 18 MiB "
+                     r"outside them$", p.stdout, re.M), "prefixed names counted, vace_blocks not")
+    # More than the host may pin: said, exit 1.
+    p = run(["--check", "--vram-limit", "1G", "--model", st],
+            env=sim_env(BLOCKSWAP_HOST_LIMIT="512M"))
+    expect(p.returncode == 1 and "BLOCKSWAP_HOST_LIMIT=512M allows 512 MiB" in p.stdout and
+           re.search(r"^problem:  the model needs more pinned host memory than "
+                     r"BLOCKSWAP_HOST_LIMIT allows", p.stdout, re.M), "a host limit too small")
+    # Not a model file; a cut header; --model without --check.
+    junk = os.path.join(tmp, "junk.bin")
+    with open(junk, "wb") as f:
+        f.write(b"\xff" * 64)
+    cut = os.path.join(tmp, "cut.safetensors")
+    with open(st, "rb") as f, open(cut, "wb") as g:
+        g.write(f.read(4000))
+    badjson = os.path.join(tmp, "bad.safetensors")
+    with open(badjson, "wb") as f:
+        f.write((12).to_bytes(8, "little") + b'{"a": {"da' + b" " * 100)
+    for path, why in [(junk, "not a safetensors file"), (cut, "not a safetensors file"),
+                      (badjson, "its safetensors header is not the JSON expected")]:
+        p = run(["--check", "--vram-limit", "1G", "--model", path], env=sim_env())
+        expect(p.returncode == 1 and f"problem:  --model {path}: {why}" in p.stdout,
+               f"{os.path.basename(path)}: {why}")
+    with open(gg, "rb") as f, open(cut, "wb") as g:
+        g.write(f.read(3000))
+    p = run(["--check", "--vram-limit", "1G", "--model", cut], env=sim_env())
+    expect(p.returncode == 1 and "its GGUF header is not what the GGUF specification describes"
+           in p.stdout, "a cut GGUF header")
+    p = run(["--model", st, "true"])
+    expect(p.returncode == 2 and p.stderr.startswith("blockswap-run: --model goes with --check"),
+           "--model without --check")
+    p = run(["--check", "--model", os.path.join(tmp, "none.gguf")])
+    expect(p.returncode == 2 and "no such readable file" in p.stderr, "a missing model file")
+
+
 def case_config_validated_before_run(tmp):
     root = comfy_tree(tmp, NEW)
     marker = os.path.join(tmp, "ran")
@@ -253,7 +422,7 @@ def case_config_validated_before_run(tmp):
             "blockswap-run: BLOCKSWAP_BLOCKS_TO_SWAP=abc is not valid; accepted: auto or a "
             "whole number from 0 to 100000",
             "blockswap-run: BLOCKSWAP_PREFETCH=1000 is not valid; accepted: a whole number "
-            "from 1 to 64"], "one line per bad variable, naming it, nothing else")
+            "from 0 to 63"], "one line per bad variable, naming it, nothing else")
         expect(not os.path.exists(marker), "the command did not run")
         expect(not os.path.exists(log), "the check created no log file")
     for var, val in [("BLOCKSWAP_SWAP_PLACEMENT", "first"), ("BLOCKSWAP_LOG_LEVEL", "loud"),

@@ -58,14 +58,54 @@ static void bad_values_are_named_with_what_is_accepted(void)
     CHECK(bs_config_set(&c, "BLOCKSWAP_SCAN_LIMIT", "2M", err, sizeof(err)) == -EINVAL);
     CHECK(strstr(err, "0 to 1M") != NULL);
     /* Counts: whole numbers within the range, the bounds included. */
-    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "65", err, sizeof(err)) == -EINVAL);
-    CHECK(strstr(err, "a whole number from 1 to 64") != NULL && c.prefetch == 2);
-    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "0", err, sizeof(err)) == -EINVAL);
-    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "64", err, sizeof(err)) == 0 &&
-          c.prefetch == 64);
-    c.prefetch = 2;
+    /* BLOCKSWAP_PREFETCH counts blocks ahead (the window is one more): 1 by default, 0
+     * (no look-ahead) to 63. */
+    CHECK(c.prefetch == 1);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "64", err, sizeof(err)) == -EINVAL);
+    CHECK(strstr(err, "a whole number from 0 to 63") != NULL && c.prefetch == 1);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "-1", err, sizeof(err)) == -EINVAL);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "0", err, sizeof(err)) == 0 && c.prefetch == 0);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_PREFETCH", "63", err, sizeof(err)) == 0 &&
+          c.prefetch == 63);
+    c.prefetch = 1;
     CHECK(bs_config_set(&c, "BLOCKSWAP_BLOCKS_TO_SWAP", "100001", err, sizeof(err)) == -EINVAL);
     CHECK(c.blocks_to_swap == BS_SIZE_AUTO);
+    /* BLOCKSWAP_BLOCKS_TO_SWAP: one value for every stack, or a list, one per stack in
+     * the order found, the last for stacks past its end; auto allowed in it. */
+    CHECK(bs_config_blocks_to_swap(&c, 0) == BS_SIZE_AUTO && bs_config_blocks_to_swap(&c, 9) == BS_SIZE_AUTO);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_BLOCKS_TO_SWAP", "12", err, sizeof(err)) == 0);
+    CHECK(c.blocks_to_swap == 12 && bs_config_blocks_to_swap(&c, 0) == 12 &&
+          bs_config_blocks_to_swap(&c, 5) == 12);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_BLOCKS_TO_SWAP", "10,auto,3", err, sizeof(err)) == 0);
+    CHECK(c.blocks_to_swap == 10 && c.blocks_to_swap_n == 3);
+    CHECK(bs_config_blocks_to_swap(&c, 0) == 10 && bs_config_blocks_to_swap(&c, 1) == BS_SIZE_AUTO &&
+          bs_config_blocks_to_swap(&c, 2) == 3 && bs_config_blocks_to_swap(&c, 3) == 3 &&
+          bs_config_blocks_to_swap(&c, 100) == 3);
+    /* A bad item names its position; the setting stays as it was. */
+    static const struct { const char *v, *want; } bad[] = {
+        { "10,x", "item 2 (\"x\"): accepted: auto or a whole number from 0 to 100000" },
+        { "10,,3", "item 2 (empty): accepted:" },
+        { ",4", "item 1 (empty): accepted:" },
+        { "4,", "item 2 (empty): accepted:" },
+        { "100001,2", "item 1 (\"100001\"): accepted:" },
+        { "1,2,-3", "item 3 (\"-3\"): accepted:" },
+        { "4, 5", "item 2 (\" 5\"): accepted:" },
+        { "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", "accepted: at most 16 values" },
+        { "abc", "accepted: auto or a whole number from 0 to 100000" },
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        CHECK(bs_config_set(&c, "BLOCKSWAP_BLOCKS_TO_SWAP", bad[i].v, err, sizeof(err)) == -EINVAL);
+        if (!strstr(err, bad[i].want)) {
+            fprintf(stderr, "%s: %s\n", bad[i].v, err);
+            CHECK(0);
+        }
+        CHECK(c.blocks_to_swap == 10 && c.blocks_to_swap_n == 3 && bs_config_blocks_to_swap(&c, 2) == 3);
+    }
+    CHECK(bs_config_set(&c, "BLOCKSWAP_BLOCKS_TO_SWAP", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
+                        err, sizeof(err)) == 0 && bs_config_blocks_to_swap(&c, 15) == 16);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_BLOCKS_TO_SWAP", "auto", err, sizeof(err)) == 0);
+    CHECK(c.blocks_to_swap_n == 1 && bs_config_blocks_to_swap(&c, 3) == BS_SIZE_AUTO);
     CHECK(bs_config_set(&c, "BLOCKSWAP_NOPE", "1", err, sizeof(err)) == -ENOENT);
     CHECK(c.log_level == BS_LOG_INFO && !c.disable && c.scan_limit == 32768);
     CHECK(bs_config_set(&c, "BLOCKSWAP_DISABLE", "yes", err, sizeof(err)) == 0 && c.disable);

@@ -242,7 +242,7 @@ static void setup(int placement)
             bs_sched_tag(m, b);
         }
     bs_cfg.blocks_to_swap = 4;
-    bs_cfg.prefetch = WINDOW;
+    bs_cfg.prefetch = WINDOW - 1; /* blocks ahead of the one computing */
     bs_cfg.policy = BS_POLICY_STREAM;
     bs_cfg.placement = placement;
     bs_cfg.pager_thread = true;
