@@ -126,8 +126,8 @@ static struct bucket *bucket_get(uint32_t cls)
         return b;
     }
     b = calloc(1, sizeof(*b) + (sizeof(struct span) << cls));
-    if (b)
-        b->cls = cls;
+    if (b) /* readers load it atomically, racing with this store (the seqlock sorts it out) */
+        STORE(b->cls, cls);
     return b;
 }
 
