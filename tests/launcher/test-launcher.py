@@ -629,6 +629,17 @@ def case_source_tree_finds_newest_build(tmp):
     expect(shown(p)["env"]["LD_PRELOAD"] == libs["build-new"], "and preloaded")
     p = run(["--library", libs["build"]] + show_cmd(tmp), launcher=launcher)
     expect(shown(p)["env"]["LD_PRELOAD"] == libs["build"], "--library wins")
+    # A library named in a build tree is checked with that tree's probe, not the newest
+    # tree's (built with other sanitizers, that one may refuse the library).
+    newest_probe = os.path.join(src, "build-new", "src", "tools", "blockswap-probe")
+    os.replace(newest_probe, newest_probe + ".real")
+    with open(newest_probe, "w") as f:
+        f.write("#!/bin/sh\necho 'the newest tree\'s probe' >&2\nexit 1\n")
+    os.chmod(newest_probe, 0o755)
+    p = run(["--library", libs["build"]] + show_cmd(tmp), launcher=launcher)
+    expect(p.returncode == 0 and shown(p)["env"]["LD_PRELOAD"] == libs["build"] and
+           "newest tree" not in p.stderr, "--library brings its own tree's probe")
+    os.replace(newest_probe + ".real", newest_probe)
     p = run(["--check"], env=sim_env(), launcher=launcher)
     expect(p.returncode == 0, "--check works from the source tree")
     empty = os.path.join(tmp, "empty-tree", "scripts")
