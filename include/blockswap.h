@@ -88,6 +88,9 @@ struct blockswap_stats {
      * first under pressure), and handles created, reused and released since start. */
     uint64_t vram_pooled_bytes;
     uint64_t phys_created, phys_reused, phys_released;
+    /* The pinned part of host backing (BLOCKSWAP_PINNED_LIMIT), now and at its peak; the
+     * rest of host_backing_bytes is pageable. */
+    uint64_t host_pinned_bytes, peak_host_pinned_bytes;
 };
 
 /* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */

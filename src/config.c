@@ -45,8 +45,13 @@ static const struct opt opts[] = {
       "Device allocations at least this large are managed (paged); smaller ones stay put. "
       "VRAM is mapped in 2 MiB pages, so smaller managed allocations would waste it.", NULL },
     { "BLOCKSWAP_HOST_LIMIT", OPT_SIZE_AUTO, OFF(host_limit), "auto", 0, 1ull << 50,
-      "Pinned host memory for evicted contents; auto: physical RAM minus 4 GiB (half of it "
-      "below 8 GiB).", NULL },
+      "Host memory for evicted contents (host backing), pinned and pageable together; "
+      "auto: physical RAM minus 4 GiB (half of it below 8 GiB).", NULL },
+    { "BLOCKSWAP_PINNED_LIMIT", OPT_SIZE_AUTO, OFF(pinned_limit), "auto", 0, 1ull << 50,
+      "How much of the host backing may be pinned (page-locked: the fastest copies, but "
+      "RAM the system cannot swap out); beyond it, backing is ordinary pageable memory, "
+      "copied at the driver's pageable speed. auto: half of MemAvailable when blockswap "
+      "starts (half of physical RAM when /proc/meminfo cannot be read). 0: never pin.", NULL },
     { "BLOCKSWAP_BLOCKS_TO_SWAP", OPT_COUNT_AUTO_LIST, OFF(blocks_to_swap), "auto", 0, 100000,
       "How many transformer blocks stream through VRAM (which ones: "
       "BLOCKSWAP_SWAP_PLACEMENT); the others stay resident. auto: the fewest that fit "

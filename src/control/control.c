@@ -80,6 +80,8 @@ static int do_status(struct bs_buf *o)
     kv(o, "pooled", st.vram_pooled_bytes);
     bs_buf_add(o, "},\"host\":{\"backing\":%llu", (unsigned long long)st.host_backing_bytes);
     kv(o, "peak", st.peak_host_backing_bytes);
+    kv(o, "pinned", st.host_pinned_bytes);
+    kv(o, "peak_pinned", st.peak_host_pinned_bytes);
     bs_buf_add(o, "},\"managed\":{\"allocations\":%llu", (unsigned long long)st.managed_allocations);
     kv(o, "bytes", st.managed_bytes);
     bs_buf_add(o, "},\"moved\":{\"page_ins\":%llu", (unsigned long long)st.page_ins);

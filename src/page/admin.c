@@ -76,6 +76,8 @@ void bs_page_stats(struct blockswap_stats *st)
     st->vram_limit = PG.ready ? PG.vram_limit : 0;
     st->peak_vram_bytes = PG.peak_used;
     st->peak_host_backing_bytes = PG.peak_host;
+    st->host_pinned_bytes = PG.pinned_bytes;
+    st->peak_host_pinned_bytes = PG.peak_pinned;
     st->vram_pooled_bytes = PG.pool.bytes;
     st->phys_created = PG.pool.created;
     st->phys_reused = PG.pool.reused;
@@ -140,6 +142,7 @@ void bs_page_reset(void)
     PG.resident_bytes = PG.unmanaged_bytes = PG.host_bytes = PG.managed_bytes = 0;
     PG.managed_count = 0;
     PG.resident_unloaded = PG.other_peak = PG.peak_used = PG.peak_host = 0;
+    PG.pinned_bytes = PG.peak_pinned = 0;
     bs_sched_reset();
     bs_fp_reset();
     bs_trace_reset();
@@ -220,9 +223,7 @@ int bs_page_ctl_trim(struct bs_ctl_trim *out)
                     continue;
                 m->ready_pending = false;
             }
-            bs_drv.cuMemFreeHost(m->host);
-            m->host = NULL;
-            PG.host_bytes -= m->padded;
+            pg_host_free(m);
             out->freed++, out->freed_bytes += m->padded;
             if (m->state == RES_DEVICE && m->host_valid)
                 m->dirty = true;

@@ -155,10 +155,7 @@ static CUresult managed_free(struct managed *m, CUstream s, unsigned flags)
     }
     bs_alloc_map_remove(m->va, NULL);
     pg_remove(m);
-    if (m->host) {
-        bs_drv.cuMemFreeHost(m->host);
-        PG.host_bytes -= m->padded;
-    }
+    pg_host_free(m);
     if (m->ready)
         bs_drv.cuEventDestroy_v2(m->ready);
     if (m->done)

@@ -60,7 +60,8 @@ struct page_state {
     CUmemAllocationProp prop;
 
     /* The budget, in bytes. */
-    uint64_t vram_limit, host_limit;
+    uint64_t vram_limit, host_limit, pinned_limit;
+    uint64_t pinned_bytes, peak_pinned; /* the pinned part of host_bytes */
     uint64_t resident_bytes, unmanaged_bytes, host_bytes, managed_bytes, managed_count;
     /* Activations and the like: unmanaged plus resident managed memory that was not
      * loaded from the host. Its peak is the headroom block scheduling leaves. */
@@ -122,6 +123,8 @@ CUstream pg_norm_stream(CUstream s, unsigned flags);
 int pg_slot_of(CUstream s);
 CUresult pg_setup_locked(void);
 CUresult pg_ensure_host(struct managed *m);
+/* Frees m's host backing, pinned or pageable. */
+void pg_host_free(struct managed *m);
 /* Blocks until ev completed; falls back to the whole context when it cannot. */
 CUresult pg_wait_event(CUevent ev);
 /* Blocks until the point the application reached on s is done. */

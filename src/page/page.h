@@ -24,7 +24,8 @@ struct managed {
     bool dirty;      /* the device copy may differ from the host copy */
     bool host_valid; /* the host backing holds the contents */
     bool pinned;     /* never evicted: captured into a CUDA graph, or blockswap_pin */
-    void *host;      /* pinned host backing, allocated on first need */
+    void *host;      /* host backing, allocated on first need */
+    bool host_pinned; /* ...pinned (cuMemHostAlloc), else pageable (malloc) */
     CUmemGenericAllocationHandle phys;
     CUevent ready;   /* recorded after the page-in copy (and its fingerprint) */
     bool ready_pending;

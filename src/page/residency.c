@@ -7,6 +7,7 @@
 #include "page/internal.h"
 #include "trace/trace.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,25 @@ static uint64_t host_ram_default(void)
     uint64_t keep = 4ull << 30;
     /* Pinned memory cannot be swapped: leave the system 4 GiB, or half of a small box. */
     return total > 2 * keep ? total - keep : total / 2;
+}
+
+/* Half of MemAvailable now: what pinning may take without pushing the system into swap
+ * (the rest of host backing is pageable). Half of physical RAM without /proc. */
+static uint64_t pinned_default(void)
+{
+    uint64_t avail_kib = 0;
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (f) {
+        char line[128];
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &avail_kib) == 1)
+                break;
+        fclose(f);
+    }
+    if (avail_kib)
+        return avail_kib * 1024 / 2;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
 }
 
 /* At exit, before the driver tears contexts down (this runs first: it was registered
@@ -169,6 +189,10 @@ CUresult pg_setup_locked(void)
                    bs_size_str(PG.vram_limit, a, sizeof(a)), bs_size_str(total, b, sizeof(b)));
     }
     PG.host_limit = bs_cfg.host_limit == BS_SIZE_AUTO ? host_ram_default() : bs_cfg.host_limit;
+    PG.pinned_limit = bs_cfg.pinned_limit == BS_SIZE_AUTO ? pinned_default() : bs_cfg.pinned_limit;
+    bs_log(BS_LOG_INFO, "host backing: up to %s, of which up to %s pinned (BLOCKSWAP_HOST_LIMIT, "
+           "BLOCKSWAP_PINNED_LIMIT); the rest pageable",
+           bs_size_str(PG.host_limit, a, sizeof(a)), bs_size_str(PG.pinned_limit, b, sizeof(b)));
     if (bs_fp_setup())
         pg_unmanaged_add(BS_FP_DEVICE_BYTES); /* the shim's own VRAM counts too */
     bs_sched_budget(PG.vram_limit, PG.other_peak);
@@ -196,19 +220,49 @@ CUresult pg_ensure_host(struct managed *m)
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     void *p = NULL;
-    CUresult r = bs_drv.cuMemHostAlloc(&p, m->padded, 0);
-    if (r != CUDA_SUCCESS) {
-        bs_log_limited(5, BS_LOG_ERROR, "cannot pin %s of host memory for backing (%s; "
-                       "%s pinned so far): the machine's RAM is exhausted; lower "
-                       "BLOCKSWAP_HOST_LIMIT or free memory", bs_size_str(m->padded, a, sizeof(a)),
-                       pg_err(r), bs_size_str(PG.host_bytes, b, sizeof(b)));
-        return r;
+    bool pin = PG.pinned_bytes + m->padded <= PG.pinned_limit;
+    if (pin && bs_drv.cuMemHostAlloc(&p, m->padded, 0) != CUDA_SUCCESS) {
+        /* The system would not lock more: pageable memory serves, more slowly. */
+        bs_log_limited(1, BS_LOG_WARN, "cannot pin %s more of host memory (%s pinned so far): "
+                       "further host backing is pageable; lower BLOCKSWAP_PINNED_LIMIT to "
+                       "say so up front", bs_size_str(m->padded, a, sizeof(a)),
+                       bs_size_str(PG.pinned_bytes, b, sizeof(b)));
+        pin = false;
+        p = NULL;
+    }
+    if (!pin && posix_memalign(&p, 4096, m->padded) != 0) {
+        bs_log_limited(5, BS_LOG_ERROR, "cannot allocate %s of host memory for backing (%s in "
+                       "use): the machine's RAM is exhausted; lower BLOCKSWAP_HOST_LIMIT or "
+                       "free memory", bs_size_str(m->padded, a, sizeof(a)),
+                       bs_size_str(PG.host_bytes, c, sizeof(c)));
+        return CUDA_ERROR_OUT_OF_MEMORY;
     }
     m->host = p;
+    m->host_pinned = pin;
+    if (pin) {
+        PG.pinned_bytes += m->padded;
+        if (PG.pinned_bytes > PG.peak_pinned)
+            PG.peak_pinned = PG.pinned_bytes;
+    }
     PG.host_bytes += m->padded;
     if (PG.host_bytes > PG.peak_host)
         PG.peak_host = PG.host_bytes;
     return CUDA_SUCCESS;
+}
+
+void pg_host_free(struct managed *m)
+{
+    if (!m->host)
+        return;
+    if (m->host_pinned) {
+        bs_drv.cuMemFreeHost(m->host);
+        PG.pinned_bytes -= m->padded;
+    } else {
+        free(m->host);
+    }
+    PG.host_bytes -= m->padded;
+    m->host = NULL;
+    m->host_pinned = false;
 }
 
 /* ---- waits ---- */

@@ -49,7 +49,7 @@ static void hint(const struct blockswap_stats *st)
 void bs_summary_log(void)
 {
     struct blockswap_stats st;
-    char a[32], b[32], c[32], d[32], e[32], f[32];
+    char a[32], b[32], c[32], d[32], e[32], f[32], g[32];
     bs_stats_log_summary();
     if (blockswap_get_stats(&st) < 0 || !st.vram_limit)
         return;
@@ -61,10 +61,12 @@ void bs_summary_log(void)
     else
         bs_log(BS_LOG_INFO, "summary: no block structure found: managed memory was paged "
                "on demand");
-    bs_log(BS_LOG_INFO, "summary: peak VRAM %s of the %s limit, peak host backing %s; moved "
+    bs_log(BS_LOG_INFO, "summary: peak VRAM %s of the %s limit, peak host backing %s (%s of it "
+           "pinned at most); moved "
            "%s to the GPU and %s back, %s unchanged and not copied back",
            bs_size_str(st.peak_vram_bytes, a, sizeof(a)), bs_size_str(st.vram_limit, b, sizeof(b)),
            bs_size_str(st.peak_host_backing_bytes, c, sizeof(c)),
+           bs_size_str(st.peak_host_pinned_bytes, g, sizeof(g)),
            bs_size_str(st.page_in_bytes, d, sizeof(d)),
            bs_size_str(st.writeback_bytes, e, sizeof(e)),
            bs_size_str(st.writeback_skipped_bytes, f, sizeof(f)));

@@ -50,6 +50,8 @@ def main():
     ap.add_argument("--shim-env", action="append", default=[])
     ap.add_argument("--max-peak", type=int)
     ap.add_argument("--max-d2h", type=int, help="fail when the simulator's d2h_bytes exceed this")
+    ap.add_argument("--max-pinned", type=int,
+                    help="fail when the simulator's peak_pinned_host_bytes exceed this")
     ap.add_argument("--max-calls", action="append", default=[], type=name_count,
                     help="NAME=N: fail when the simulator counted more than N calls of NAME")
     ap.add_argument("--expect-stderr", action="append", default=[])
@@ -63,6 +65,7 @@ def main():
 
     p, rep = run(cmd, a.shim, shim_env,
                  a.report or a.max_peak is not None or a.max_d2h is not None or
+                 a.max_pinned is not None or
                  bool(a.max_calls))
     sys.stdout.write(p.stdout)
     sys.stderr.write(p.stderr)
@@ -95,6 +98,13 @@ def main():
             ok = False
         else:
             print(f"d2h_bytes {d2h} <= {a.max_d2h}")
+    if a.max_pinned is not None:
+        pinned = rep.get("peak_pinned_host_bytes") if rep else None
+        if pinned is None or pinned > a.max_pinned:
+            print(f"FAIL: peak_pinned_host_bytes {pinned} exceeds {a.max_pinned}", file=sys.stderr)
+            ok = False
+        else:
+            print(f"peak_pinned_host_bytes {pinned} <= {a.max_pinned}")
     for name, most in a.max_calls:
         got = (rep or {}).get("calls", {}).get(name, 0)
         if got > most:
