@@ -80,12 +80,16 @@ int pg_slot_of(CUstream s)
 
 /* ---- set-up, in the application's current context ---- */
 
-static uint64_t host_ram_default(void)
+static uint64_t phys_ram(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    uint64_t total = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
-    uint64_t keep = 4ull << 30;
-    /* Pinned memory cannot be swapped: leave the system 4 GiB, or half of a small box. */
+    return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+}
+
+/* Host backing in all: leave the system 4 GiB, or half of a small box. */
+static uint64_t host_ram_default(void)
+{
+    uint64_t total = phys_ram(), keep = 4ull << 30;
     return total > 2 * keep ? total - keep : total / 2;
 }
 
@@ -102,10 +106,7 @@ static uint64_t pinned_default(void)
                 break;
         fclose(f);
     }
-    if (avail_kib)
-        return avail_kib * 1024 / 2;
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : 0;
+    return avail_kib ? avail_kib * 1024 / 2 : phys_ram() / 2;
 }
 
 /* At exit, before the driver tears contexts down (this runs first: it was registered
@@ -727,7 +728,7 @@ CUresult pg_evict_if_idle(struct managed *m, bool copy)
  * after each chunk, until a chunk changes nothing. */
 #define PLAN_CHUNK 256
 
-static void for_plan(enum bs_plan what, bool (*op)(struct managed *m, void *arg), void *arg)
+static void for_plan(enum bs_plan what, bool (*op)(struct managed *m, bool also), bool also)
 {
     struct managed *list[PLAN_CHUNK];
     int n;
@@ -735,25 +736,21 @@ static void for_plan(enum bs_plan what, bool (*op)(struct managed *m, void *arg)
         bool changed = false;
         n = bs_sched_plan(what, list, PLAN_CHUNK);
         for (int i = 0; i < n; i++)
-            changed |= op(list[i], arg);
+            changed |= op(list[i], also);
         if (!changed)
             break;
     } while (n == PLAN_CHUNK);
 }
 
-static bool fence_op(struct managed *m, void *queued)
+/* Evicts m when resident and idle, copying it back changed or not when `copy`. */
+static bool evict_op(struct managed *m, bool copy)
 {
-    pg_fence(m, queued);
-    return false; /* one chunk: a member left unfenced queues its own waits at eviction */
-}
-
-static bool evict_op(struct managed *m, void *copy)
-{
-    return m->state == RES_DEVICE && pg_evict_if_idle(m, copy != NULL) == CUDA_SUCCESS &&
+    return m->state == RES_DEVICE && pg_evict_if_idle(m, copy) == CUDA_SUCCESS &&
            m->state != RES_DEVICE;
 }
 
-static bool fetch_op(struct managed *m, void *wait)
+/* Makes m resident, and when `wait`, waits for its fill. */
+static bool fetch_op(struct managed *m, bool wait)
 {
     if (m->state == RES_DEVICE || m->busy ||
         pg_make_resident(m, &m, 1, false) != CUDA_SUCCESS || m->state != RES_DEVICE)
@@ -763,32 +760,40 @@ static bool fetch_op(struct managed *m, void *wait)
     return true;
 }
 
+/* One chunk: a member left unfenced queues its own waits at its eviction. */
+static void fence_behind(void)
+{
+    struct managed *list[PLAN_CHUNK];
+    uint64_t queued = 0;
+    int n = bs_sched_plan(BS_PLAN_BEHIND, list, PLAN_CHUNK);
+    for (int i = 0; i < n; i++)
+        pg_fence(list[i], &queued);
+}
+
 void pg_follow_schedule(unsigned act)
 {
-    static char copy; /* a non-NULL argument */
     if (act & BS_SCHED_SYNC) {
         /* What the Python nodes do: device-wide synchronisation, copy back (changed or
          * not), copy in and wait, block by block. */
         bs_drv.cuCtxSynchronize();
-        for_plan(BS_PLAN_SYNC_OUT, evict_op, &copy);
-        for_plan(BS_PLAN_SYNC_IN, fetch_op, &copy);
+        for_plan(BS_PLAN_SYNC_OUT, evict_op, true);
+        for_plan(BS_PLAN_SYNC_IN, fetch_op, true);
         return;
     }
     if (!(act & BS_SCHED_MOVED))
         return;
-    uint64_t queued = 0;
-    for_plan(BS_PLAN_BEHIND, fence_op, &queued);
+    fence_behind();
     /* The pager thread does the rest; at a resident block, it already has it to do or
      * will at the next swapped one. */
     if (pg_pager_kick() || (act & BS_SCHED_AT_RESIDENT))
         return;
-    for_plan(BS_PLAN_BEHIND, evict_op, NULL);
-    for_plan(BS_PLAN_FETCH, fetch_op, NULL);
+    for_plan(BS_PLAN_BEHIND, evict_op, false);
+    for_plan(BS_PLAN_FETCH, fetch_op, false);
 }
 
 /* The late path of a launch: the swapped blocks behind the window go now, on this
  * thread, so that VRAM stays within what the window promises. */
 void pg_catch_up(void)
 {
-    for_plan(BS_PLAN_BEHIND, evict_op, NULL);
+    for_plan(BS_PLAN_BEHIND, evict_op, false);
 }
