@@ -91,6 +91,8 @@ struct blockswap_stats {
     /* The pinned part of host backing (BLOCKSWAP_PINNED_LIMIT), now and at its peak; the
      * rest of host_backing_bytes is pageable. */
     uint64_t host_pinned_bytes, peak_host_pinned_bytes;
+    /* Bytes copied from the host straight into VRAM while loading (no host copy made). */
+    uint64_t load_direct_bytes;
 };
 
 /* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */

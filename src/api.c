@@ -49,6 +49,7 @@ BS_API int blockswap_get_stats(struct blockswap_stats *out)
     out->writeback_bytes = (uint64_t)bs_stat_get(BS_STAT_WRITEBACK_BYTES);
     out->writeback_skipped_bytes = (uint64_t)bs_stat_get(BS_STAT_WRITEBACK_SKIPPED_BYTES);
     out->oom_refusals = (uint64_t)bs_stat_get(BS_STAT_OOM_REFUSALS);
+    out->load_direct_bytes = (uint64_t)bs_stat_get(BS_STAT_LOAD_DIRECT_BYTES);
     bs_page_stats(out);
     return 0;
 }

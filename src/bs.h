@@ -299,6 +299,7 @@ enum bs_stat {
     BS_STAT_WRITEBACK_BYTES,
     BS_STAT_WRITEBACK_SKIPPED_BYTES,
     BS_STAT_HOST_WRITES,
+    BS_STAT_LOAD_DIRECT_BYTES, /* loaded straight to VRAM, no host copy */
     BS_STAT_OOM_REFUSALS,
     BS_STAT_COUNT
 };
@@ -315,6 +316,9 @@ struct blockswap_stats;
 /* Returned by the entry points below when page/ has nothing to do: call the driver
  * (and then the matching _end, where there is one). */
 #define BS_PAGE_NOT_HANDLED ((CUresult)0x7ffffff0)
+/* Returned by bs_page_htod for a load straight to VRAM: the page lock is held; call the
+ * driver, then bs_page_end(). */
+#define BS_PAGE_DIRECT ((CUresult)0x7ffffff1)
 
 bool bs_page_managed_any(void);
 /* An allocation of size bytes: page/ makes it (managed) and returns the result, or
@@ -345,7 +349,8 @@ CUresult bs_page_begin(const uint64_t *addrs, int n, uint64_t write_mask, CUstre
                        unsigned flags);
 void bs_page_end(void);
 /* Host copies into and out of a managed allocation that is not resident, served by its
- * host backing; BS_PAGE_NOT_HANDLED when it is not managed or is resident. */
+ * host backing; BS_PAGE_NOT_HANDLED when it is not managed or is resident. A load
+ * (no kernel used dst yet) may go straight to VRAM instead: BS_PAGE_DIRECT. */
 CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsigned flags);
 CUresult bs_page_dtoh(void *dst, uint64_t src, size_t n, CUstream s, unsigned flags);
 /* A unified address that is host memory (cuMemcpy's sides). */

@@ -11,10 +11,11 @@
     do {                                                                       \
         if (paging()) {                                                        \
             CUresult r_ = (page_call);                                         \
-            if (r_ != BS_PAGE_NOT_HANDLED)                                     \
+            if (r_ != BS_PAGE_NOT_HANDLED && r_ != BS_PAGE_DIRECT)             \
                 return r_;                                                     \
             uint64_t a_[1] = { dev };                                          \
-            if ((r_ = bs_page_begin(a_, 1, written, s, flags)) != CUDA_SUCCESS) \
+            if (r_ == BS_PAGE_NOT_HANDLED &&                                   \
+                (r_ = bs_page_begin(a_, 1, written, s, flags)) != CUDA_SUCCESS) \
                 return r_;                                                     \
             r_ = (call);                                                       \
             bs_page_end();                                                     \

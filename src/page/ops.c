@@ -177,9 +177,43 @@ void bs_page_end(void)
         sched_yield();
 }
 
-/* Host-to-device copy into a managed allocation that is not resident: written to its
- * host backing, in the stream's order. Returns BS_PAGE_NOT_HANDLED when dst is not
- * managed or is resident (the caller then goes through bs_page_begin). */
+/* A load straight to VRAM: m, which no kernel used yet, becomes resident without a
+ * fill when it fits beside what is resident now, evicting nothing (what stays in VRAM
+ * then never needs host memory; what must leave is written back when it does). */
+static bool load_in_place(struct managed *m)
+{
+    if (m->state == RES_DEVICE)
+        return true;
+    if (m->state != RES_EMPTY || m->busy)
+        return false;
+    bool pooled = pg_pool_take(m);
+    uint64_t used = PG.resident_bytes + PG.unmanaged_bytes + PG.pool.bytes;
+    if (used + m->padded > PG.vram_limit ||
+        (!pooled && pg_phys_create(m) != CUDA_SUCCESS)) {
+        if (pooled)
+            pg_pool_give(m);
+        return false;
+    }
+    if (pg_map(m) != CUDA_SUCCESS) /* the handle is released */
+        return false;
+    bs_sched_loaded(m); /* a weight, before it joins the resident set */
+    if (!pg_resident_add(m)) {
+        pg_unmap(m);
+        return false;
+    }
+    m->state = RES_DEVICE;
+    m->host_valid = false;
+    m->dirty = true; /* no host copy yet: eviction writes it back */
+    m->fp_in = false;
+    return true;
+}
+
+/* Host-to-device copy into a managed allocation that no kernel used yet (a load) or
+ * that is not resident. While VRAM has room, a load goes straight to the device:
+ * BS_PAGE_DIRECT, with the lock held until the caller's bs_page_end after its copy.
+ * Otherwise it is written to host backing, in the stream's order. Returns
+ * BS_PAGE_NOT_HANDLED when dst is not managed or is resident and in use (the caller
+ * then goes through bs_page_begin). */
 CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsigned flags)
 {
     uint64_t base;
@@ -188,7 +222,23 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
     pthread_mutex_lock(&PG.lock);
     struct managed *m = pg_find(base);
     CUresult r = BS_PAGE_NOT_HANDLED;
-    if (!m || m->state == RES_DEVICE || dst + n > m->va + m->size)
+    if (!m || dst + n > m->va + m->size)
+        goto out;
+    if (!m->sched.used && !m->pinned && load_in_place(m)) {
+        /* Eviction waits for the copy as for any other use; but the load is not a
+         * use: the victim choice and block detection see kernels only. */
+        int slot = pg_slot_of(pg_norm_stream(s, flags));
+        if (slot >= 0 && !PG.slots[slot].capturing) {
+            m->streams_used |= 1ull << slot;
+            m->fenced = false;
+            record_slot = PG.slots[slot].per_thread ? slot : -1;
+        } else {
+            m->pinned = true; /* its users cannot be followed, as in bs_page_begin */
+        }
+        bs_stat_add(BS_STAT_LOAD_DIRECT_BYTES, (int64_t)n);
+        return BS_PAGE_DIRECT; /* lock held: the caller's bs_page_end releases it */
+    }
+    if (m->state == RES_DEVICE)
         goto out;
     if ((r = pg_ensure_host(m)) != CUDA_SUCCESS)
         goto out;
