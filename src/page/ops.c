@@ -179,7 +179,10 @@ void bs_page_end(void)
 
 /* A load straight to VRAM: m, which no kernel used yet, becomes resident without a
  * fill when it fits beside what is resident now, evicting nothing (what stays in VRAM
- * then never needs host memory; what must leave is written back when it does). */
+ * then never needs host memory; what must leave is written back when it does). Loads
+ * stop 1/PG_LOAD_MARGIN short of the limit: the small unmanaged allocations a loader
+ * interleaves with its weights then fit without evicting (and writing back) one. */
+#define PG_LOAD_MARGIN 16
 static bool load_in_place(struct managed *m)
 {
     if (m->state == RES_DEVICE)
@@ -188,7 +191,7 @@ static bool load_in_place(struct managed *m)
         return false;
     bool pooled = pg_pool_take(m);
     uint64_t used = PG.resident_bytes + PG.unmanaged_bytes + PG.pool.bytes;
-    if (used + m->padded > PG.vram_limit ||
+    if (used + m->padded > PG.vram_limit - PG.vram_limit / PG_LOAD_MARGIN ||
         (!pooled && pg_phys_create(m) != CUDA_SUCCESS)) {
         if (pooled)
             pg_pool_give(m);

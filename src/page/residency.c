@@ -783,6 +783,12 @@ void pg_follow_schedule(unsigned act)
     if (!(act & BS_SCHED_MOVED))
         return;
     fence_behind();
+    if (act & BS_SCHED_OVER) {
+        /* The one move after detection: what it frees is more than the window will
+         * fill again, so it goes back to the driver rather than to the pool. */
+        pg_catch_up();
+        pg_pool_release(UINT64_MAX);
+    }
     /* The pager thread does the rest; at a resident block, it already has it to do or
      * will at the next swapped one. */
     if (pg_pager_kick() || (act & BS_SCHED_AT_RESIDENT))

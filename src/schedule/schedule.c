@@ -409,6 +409,10 @@ static unsigned enter(struct stack *st, int b)
     st->current = b;
     if (bs_cfg.policy == BS_POLICY_SYNC) /* entered for swapped blocks only */
         return BS_SCHED_SYNC;
+    /* The window fills free slots only, so this happens once, after detection, for
+     * blocks loaded straight to VRAM: they must not wait for a pager that may lag. */
+    if (slots_held(st) > st->window)
+        return BS_SCHED_MOVED | BS_SCHED_OVER;
     return BS_SCHED_MOVED | (resident ? BS_SCHED_AT_RESIDENT : 0);
 }
 

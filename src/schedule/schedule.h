@@ -12,6 +12,9 @@ struct blockswap_stats;
                                  * then bring residency in line: the pager's round, or
                                  * on this thread, evict BS_PLAN_BEHIND, fetch BS_PLAN_FETCH */
 #define BS_SCHED_AT_RESIDENT 2u /* ...at a resident block: only the pager does the rest */
+#define BS_SCHED_OVER 8u        /* ...with more swapped blocks in VRAM than the window
+                                 * holds (loaded straight to VRAM before detection):
+                                 * those behind it go now, on the launching thread */
 #define BS_SCHED_SYNC 4u        /* BLOCKSWAP_POLICY=sync: wait for the device, copy
                                  * BS_PLAN_SYNC_OUT back (changed or not) and evict it, then
                                  * fill BS_PLAN_SYNC_IN and wait for it */

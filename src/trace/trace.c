@@ -462,8 +462,12 @@ static bool at(const struct rec *r, enum ev e, int s, double *ms)
 static void json_slice(int tid, const char *name, int b, int s, double t0, double t1,
                        const char *cat, const char *extra)
 {
-    if (json_fd < 0 || t1 < t0)
+    if (json_fd < 0 || t1 < t0 || t1 < 0)
         return;
+    /* The first step's one move of blocks loaded straight to VRAM may start before the
+     * step does (the copy-out stream waits for nothing else): drawn from time 0. */
+    if (t0 < 0)
+        t0 = 0;
     out(json_fd, ",\n{\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
         "\"name\":\"%s %d\",\"cat\":\"%s\",\"args\":{\"block\":%d,\"step\":%d%s}}",
         (int)getpid(), tid, t0 * 1000.0, (t1 - t0) * 1000.0, name, b, cat, b, s, extra);

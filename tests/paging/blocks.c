@@ -202,22 +202,27 @@ int main(int argc, char **argv)
     int api = check_lazy && pg_want_api();
     struct blockswap_stats s0, s1;
     if (api) {
-        /* Loading a model larger than the limit made nothing resident. */
+        /* Loading a model larger than the limit filled VRAM up to the limit, loaded
+         * straight there, and put the rest in host backing: no byte in both, but what
+         * the read-back above paged in again (it is a use: the blocks are detected
+         * and the swapped ones moved to host backing once). */
         CHECK_CU(cuCtxSynchronize());
+        int absent = 0;
         for (int b = 0; b < nblocks; b++) {
-            CHECK_EQ_U64(pg_is_resident(B[b].attn), 0);
-            CHECK_EQ_U64(pg_is_resident(B[b].attn + attn_bytes() - 4), 0);
-            CHECK_EQ_U64(pg_is_resident(B[b].ffn1), 0);
-            CHECK_EQ_U64(pg_is_resident(B[b].ffn2 + 4096), 0);
+            absent += pg_is_resident(B[b].attn) == 0;
             CHECK(pg_is_resident(B[b].vec) == -ENOENT); /* small: not managed */
         }
         pg_stats(&s0);
         pg_print_stats("after load", &s0);
-        CHECK_EQ_U64(s0.resident_bytes, 0);
+        CHECK(absent > 0);
+        CHECK(s0.resident_bytes > 0);
+        CHECK(s0.load_direct_bytes > 0);
         CHECK_EQ_U64(s0.managed_allocations, (uint64_t)3 * nblocks);
         CHECK(s0.managed_bytes >= block_raw * nblocks && s0.managed_bytes <= block_paged * nblocks);
-        CHECK(s0.host_backing_bytes >= block_raw * nblocks);
-        CHECK(s0.page_ins == 0);
+        CHECK(s0.resident_bytes + s0.host_backing_bytes >= block_raw * nblocks);
+        /* Host backing only for what is not resident, or was paged in again. */
+        CHECK(s0.host_backing_bytes <= block_paged * nblocks - s0.resident_bytes +
+                                           s0.page_ins * block_paged);
         uint64_t lim = pg_env_size("BLOCKSWAP_VRAM_LIMIT");
         if (lim)
             CHECK_EQ_U64(s0.vram_limit, lim);
@@ -311,8 +316,9 @@ int main(int argc, char **argv)
     if (api) {
         pg_stats(&s1);
         pg_print_stats("after steps", &s1);
-        CHECK(s1.page_ins >= (uint64_t)3 * nblocks); /* every weight was needed */
-        CHECK(s1.page_in_bytes >= block_raw * nblocks);
+        /* Every weight was needed: loaded straight to VRAM, or paged in. */
+        CHECK(s1.page_in_bytes + s1.load_direct_bytes >= block_raw * nblocks);
+        CHECK(s1.page_in_bytes > 0);
         CHECK(s1.resident_bytes <= s1.vram_limit);
         if (block_paged * nblocks > s1.vram_limit)
             CHECK(s1.evictions > 0);

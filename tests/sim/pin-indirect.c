@@ -27,7 +27,7 @@ int main(void)
         hx[c] = (float)(c % 5);
     CHECK_CU(cuMemcpyHtoD(W, hw, (size_t)rows * cols * 4));
     CHECK_CU(cuMemcpyHtoD(x, hx, sizeof(hx)));
-    CHECK(BS_API_FN(blockswap_is_resident)(W) == 0); /* loaded into host backing */
+    CHECK(BS_API_FN(blockswap_is_resident)(W) == 1); /* loaded straight to VRAM */
 
     for (CUdeviceptr *p = (CUdeviceptr[]){ W, x, y }, *e = p + 3; p < e; p++)
         CHECK(BS_API_FN(blockswap_pin)(*p, 1) == 0);
