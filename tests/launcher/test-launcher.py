@@ -522,10 +522,12 @@ def comfy_tree(tmp, flags, name="ComfyUI"):
     return root
 
 
-NEW = ["--disable-cuda-malloc", "--cuda-malloc", "--gpu-only", "--highvram", "--lowvram",
-       "--novram", "--cpu", "--disable-dynamic-vram", "--enable-dynamic-vram",
+NEW = ["--disable-cuda-malloc", "--cuda-malloc", "--gpu-only", "--highvram", "--normalvram",
+       "--lowvram", "--novram", "--cpu", "--disable-dynamic-vram", "--enable-dynamic-vram",
        "--disable-cuda-graphs"]
-ALL_ADDED = ["--disable-dynamic-vram", "--disable-cuda-malloc", "--disable-cuda-graphs"]
+ALL_ADDED = ["--disable-dynamic-vram", "--highvram", "--disable-cuda-malloc",
+             "--disable-cuda-graphs"]
+VRAM_GROUP = ["--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram", "--cpu"]
 
 
 def added_lines(p):
@@ -538,11 +540,11 @@ def case_comfyui_gets_flags(tmp):
                      ([sys.executable, "-u", "-X", "utf8", os.path.join(root, "main.py")], tmp)]:
         p = run(["--vram-limit", "12G"] + cmd, cwd=cwd)
         got = shown(p)
-        expect(got["argv"][-3:] == ALL_ADDED, f"flags appended: {got['argv']}")
+        expect(got["argv"][-4:] == ALL_ADDED, f"flags appended: {got['argv']}")
         expect(got["env"].get("PYTORCH_CUDA_ALLOC_CONF") == "expandable_segments:False",
                "the caching allocator without expandable segments")
         lines = added_lines(p)
-        expect(len(lines) == 4, "one line per addition")
+        expect(len(lines) == 5, "one line per addition")
         for what in ALL_ADDED + ["PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False"]:
             expect(any(re.match(rf"blockswap-run: ComfyUI: (adding|setting) {what}: \S", l)
                        for l in lines), f"{what} is said, with why")
@@ -589,6 +591,69 @@ def case_comfyui_respects_user_choices(tmp):
     argv, env, p = argv_env(["--no-comfyui-flags", py, main, "--port", "8189"])
     expect(argv == ["--port", "8189"] and "PYTORCH_CUDA_ALLOC_CONF" not in env and
            not added_lines(p), "--no-comfyui-flags adds nothing")
+
+
+# A ComfyUI whose main.py parses its arguments as ComfyUI's cli_args.py does: the VRAM
+# flags in one mutually exclusive group, so a flag added next to a conflicting one makes
+# it exit 2, as the real one would.
+PARSING_CLI_ARGS = """import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument("--listen", action="store_true")
+parser.add_argument("--disable-dynamic-vram", action="store_true")
+parser.add_argument("--enable-dynamic-vram", action="store_true")
+parser.add_argument("--disable-cuda-malloc", action="store_true")
+vram_group = parser.add_mutually_exclusive_group()
+for flag in %r:
+    vram_group.add_argument(flag, action="store_true")
+""" % (VRAM_GROUP,)
+PARSING_MAIN = SHOW.replace("import json, os, sys", "import json, os, sys\n"
+                            "sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))\n"
+                            "from comfy.cli_args import parser\n"
+                            "parser.parse_args()")
+
+
+def case_comfyui_highvram_added_unless_a_vram_flag_is_chosen(tmp):
+    root = comfy_tree(tmp, [], "parsing")
+    with open(os.path.join(root, "comfy", "cli_args.py"), "w") as f:
+        f.write(PARSING_CLI_ARGS)
+    with open(os.path.join(root, "main.py"), "w") as f:
+        f.write(PARSING_MAIN)
+    main = os.path.join(root, "main.py")
+    py = sys.executable
+    # Added, with its reason, and accepted by the parser.
+    p = run([py, main, "--listen"], env=sim_env())
+    got = shown(p)
+    expect(p.returncode == 0 and got["argv"].count("--highvram") == 1,
+           f"--highvram added once: {got['argv']}")
+    expect(any(re.match(r"blockswap-run: ComfyUI: adding --highvram: the GPU becomes ComfyUI's "
+                        r"offload device, so the diffusion model goes from its file straight "
+                        r"to VRAM", l) for l in added_lines(p)), "and said, with why")
+    # Not added next to a flag of the same group (argparse would refuse both).
+    for choice in VRAM_GROUP:
+        p = run([py, main, choice], env=sim_env())
+        got = shown(p)
+        expect(p.returncode == 0, f"{choice}: ComfyUI's parser accepted the command line")
+        expect(got["argv"].count("--highvram") == (1 if choice == "--highvram" else 0),
+               f"{choice}: no --highvram added: {got['argv']}")
+        said = "\n".join(added_lines(p)) + p.stderr
+        if choice in ("--gpu-only", "--highvram"):
+            expect(f"blockswap-run: ComfyUI: {choice} already makes the GPU ComfyUI's offload "
+                   f"device" in said, f"{choice}: said")
+        elif choice != "--cpu":
+            expect(f"blockswap-run: note: ComfyUI: {choice} keeps the CPU as ComfyUI's offload "
+                   f"device" in said, f"{choice}: the RAM it costs is said")
+    # Nor when ComfyUI's own paging is asked for (blockswap stands aside).
+    p = run([py, main, "--enable-dynamic-vram"], env=sim_env())
+    expect(p.returncode == 0 and "--highvram" not in shown(p)["argv"],
+           "--enable-dynamic-vram: no --highvram")
+    # Nor under BLOCKSWAP_DISABLE=1: ComfyUI then manages VRAM as without blockswap.
+    p = run([py, main], env=sim_env(BLOCKSWAP_DISABLE="1"))
+    expect(p.returncode == 0 and "--highvram" not in shown(p)["argv"] and
+           "adding --highvram" not in p.stderr, "BLOCKSWAP_DISABLE=1: no --highvram")
+    # Nor to a ComfyUI that does not know the flag.
+    old = comfy_tree(tmp, ["--disable-cuda-malloc"], "no-highvram")
+    p = run([py, os.path.join(old, "main.py")], env=sim_env())
+    expect(shown(p)["argv"] == ["--disable-cuda-malloc"], "a ComfyUI without --highvram: not added")
 
 
 def case_comfyui_old_version_gets_no_unknown_flags(tmp):
