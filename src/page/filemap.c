@@ -354,10 +354,13 @@ void bs_filemap_release(struct bs_file *f)
     pthread_mutex_unlock(&FM.lock);
 }
 
-/* The identity check: a file REPLACED by a rename keeps this descriptor on the old
- * inode, whose bytes are still the weight's, so nothing is wrong. A file rewritten in
- * place (mtime, ctime) or truncated (size) is what this catches. A write that keeps
- * size and restores mtime with futimens still moves ctime. */
+/* The identity check. A file REPLACED by a rename keeps this descriptor on the old
+ * inode, whose bytes are still the weight's: nothing is wrong. A file rewritten in place
+ * (mtime) or truncated (size) is what this catches, and ctime a write whose mtime was
+ * set back (futimens, cp -p). ctime counts only while the inode still has a name: the
+ * rename that replaced it (or a delete) moved its ctime without touching its bytes. A
+ * chmod moves ctime too and fails the read: a weight not read is an error the user sees,
+ * a wrong one is not. */
 int bs_filemap_read(struct bs_file *f, uint64_t off, void *dst, size_t n)
 {
     struct stat st;
@@ -368,7 +371,8 @@ int bs_filemap_read(struct bs_file *f, uint64_t off, void *dst, size_t n)
     }
     if ((uint64_t)st.st_size < off + n || st.st_size < f->size ||
         st.st_mtim.tv_sec != f->mtime.tv_sec || st.st_mtim.tv_nsec != f->mtime.tv_nsec ||
-        st.st_ctim.tv_sec != f->ctime.tv_sec || st.st_ctim.tv_nsec != f->ctime.tv_nsec) {
+        (st.st_nlink > 0 && (st.st_ctim.tv_sec != f->ctime.tv_sec ||
+                             st.st_ctim.tv_nsec != f->ctime.tv_nsec))) {
         err = BS_FILEMAP_CHANGED;
         goto fail;
     }
