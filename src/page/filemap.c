@@ -295,49 +295,47 @@ bool bs_filemap_lookup(const void *src, size_t n, struct bs_file_ref *ref)
     if (!n || a + n < a)
         return false;
     __atomic_fetch_add(&FM.lookups, 1, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&FM.lock);
-    bool ok = false;
     int r = find_mapping(a, &m);
     if (r < 0)
         proc_unreadable("/proc/self/maps", -r);
     /* Anonymous memory has inode 0 and no path; "[heap]" and the like, no inode. */
     if (r <= 0 || !m.ino || m.path[0] != '/' || !m.readable || a + n > m.end)
-        goto out;
+        return false;
     size_t plen = strlen(m.path);
     if (plen >= 10 && strcmp(m.path + plen - 10, " (deleted)") == 0)
-        goto out;
+        return false;
     if (m.shared && m.writable)
-        goto out; /* its stores reach the file without moving mtime when a page is dirty */
+        return false; /* its stores reach the file without moving mtime when a page is dirty */
     if (!m.shared) {
         int mod = private_pages_modified(a, n);
-        if (mod < 0 && (mod == -EMFILE || mod == -ENFILE))
-            goto out;
+        if (mod == -EMFILE || mod == -ENFILE)
+            return false; /* said by open_ro */
         if (mod < 0) {
             int s = smaps_anonymous(m.start);
             if (s < 0) {
                 proc_unreadable("/proc/self/pagemap and /proc/self/smaps", -s);
-                goto out;
+                return false;
             }
             mod = s;
         }
         if (mod)
-            goto out;
+            return false;
     }
+    /* Only the file list needs the lock: lookups read /proc side by side. */
     uint64_t off = m.offset + (a - m.start);
+    pthread_mutex_lock(&FM.lock);
     struct bs_file *f = open_file(&m);
-    if (!f)
-        goto out;
-    if (off + n > (uint64_t)f->size) { /* past the end of the file: zeros, not its bytes */
+    if (f && off + n > (uint64_t)f->size) { /* past the end of the file: zeros, not its bytes */
         unhold_locked(f);
-        goto out;
+        f = NULL;
     }
+    pthread_mutex_unlock(&FM.lock);
+    if (!f)
+        return false;
     ref->file = f;
     ref->off = off;
-    ok = true;
     __atomic_fetch_add(&FM.hits, 1, __ATOMIC_RELAXED);
-out:
-    pthread_mutex_unlock(&FM.lock);
-    return ok;
+    return true;
 }
 
 void bs_filemap_hold(struct bs_file *f)

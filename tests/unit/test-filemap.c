@@ -104,6 +104,12 @@ static void shared_readonly_mapping_is_the_file(void)
     bs_filemap_release(ref.file);
     munmap(p, 30 * PAGE);
     close(fd);
+    /* Writable and shared: the process's stores reach the file with no fault to move
+     * its mtime once a page is dirty. */
+    p = map_file(PROT_READ | PROT_WRITE, MAP_SHARED, 2, 30 * PAGE, &fd);
+    CHECK(!bs_filemap_lookup(p + 7 * PAGE, PAGE, &ref));
+    munmap(p, 30 * PAGE);
+    close(fd);
 }
 
 static void anonymous_memory_is_not_a_file(void)
@@ -119,6 +125,12 @@ static void anonymous_memory_is_not_a_file(void)
     CHECK(!bs_filemap_lookup(stack, sizeof(stack), &ref));
     free(h);
     munmap(a, 16 * PAGE);
+    /* Nor a file mapping the process cannot read (nothing could be uploaded from it). */
+    int fd;
+    unsigned char *p = map_file(PROT_NONE, MAP_PRIVATE, 0, 4 * PAGE, &fd);
+    CHECK(!bs_filemap_lookup(p, PAGE, &ref));
+    munmap(p, 4 * PAGE);
+    close(fd);
 }
 
 /* One byte written makes that page the process's own copy: a range holding it is not the
@@ -198,8 +210,10 @@ static void truncation_is_detected(void)
     write_file(path, 1);
     struct bs_file_ref ref = take_ref();
     CHECK(truncate(path, 12 * PAGE) == 0);
-    unsigned char buf[PAGE];
-    CHECK(bs_filemap_read(ref.file, ref.off, buf, sizeof(buf)) == BS_FILEMAP_CHANGED);
+    unsigned char buf[8 * PAGE];
+    CHECK(bs_filemap_read(ref.file, ref.off, buf, 8 * PAGE) == BS_FILEMAP_CHANGED);
+    /* What is left below the new end is not trusted either. */
+    CHECK(bs_filemap_read(ref.file, ref.off, buf, 2 * PAGE) == BS_FILEMAP_CHANGED);
     bs_filemap_release(ref.file);
     write_file(path, 1);
 }
@@ -251,10 +265,23 @@ static void replaced_file_still_reads_the_old_bytes(void)
     char tmp[300];
     snprintf(tmp, sizeof(tmp), "%s.new", path);
     write_file(tmp, 2);
+    int old_fd = open(path, O_WRONLY);
+    CHECK(old_fd >= 0);
     CHECK(rename(tmp, path) == 0);
     check_bytes(ref.file, ref.off, 8 * PAGE, 1);
     struct bs_file_ref again;
     CHECK(!bs_filemap_lookup(p + 8 * PAGE, 8 * PAGE, &again));
+    /* The old inode written through a descriptor opened before the rename: no name, so
+     * no ctime check, but its mtime moved. */
+    struct stat st;
+    CHECK(fstat(old_fd, &st) == 0 && st.st_nlink == 0);
+    unsigned char b = 0x5a, buf[PAGE];
+    CHECK(pwrite(old_fd, &b, 1, 9 * PAGE) == 1);
+    struct timespec ts[2] = { st.st_atim, st.st_mtim };
+    ts[1].tv_sec += 1;
+    CHECK(futimens(old_fd, ts) == 0);
+    CHECK(bs_filemap_read(ref.file, ref.off, buf, sizeof(buf)) == BS_FILEMAP_CHANGED);
+    close(old_fd);
     bs_filemap_release(ref.file);
     munmap(p, 16 * PAGE);
     close(fd);
