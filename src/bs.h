@@ -93,6 +93,8 @@ struct bs_config {
     uint64_t reserve;             /* BLOCKSWAP_RESERVE */
     uint64_t host_limit;          /* BLOCKSWAP_HOST_LIMIT, or BS_SIZE_AUTO */
     uint64_t pinned_limit;        /* BLOCKSWAP_PINNED_LIMIT, or BS_SIZE_AUTO */
+    uint64_t staging_size;        /* BLOCKSWAP_STAGING_SIZE: the pinned staging ring */
+    bool file_backing;            /* BLOCKSWAP_FILE_BACKING */
     int meminfo;                  /* BLOCKSWAP_MEMINFO: enum bs_meminfo */
     uint64_t blocks_to_swap;      /* BLOCKSWAP_BLOCKS_TO_SWAP, or BS_SIZE_AUTO: the first value */
     /* BLOCKSWAP_BLOCKS_TO_SWAP as a list, one value per block stack in the order found;

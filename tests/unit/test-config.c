@@ -39,6 +39,24 @@ static void defaults_come_from_the_table(void)
     CHECK(c.log_level == BS_LOG_INFO);
     CHECK(c.log_file[0] == 0);
     CHECK(c.scan_limit == 32768);
+    CHECK(c.staging_size == 128ull << 20);
+    CHECK(c.file_backing);
+}
+
+/* The staging ring: at least 2 MiB (below that its chunks are too small to keep a copy
+ * engine busy), at most 4 GiB of pinned memory. */
+static void staging_size_is_bounded(void)
+{
+    struct bs_config c;
+    char err[200];
+    bs_config_defaults(&c);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_STAGING_SIZE", "1M", err, sizeof(err)) == -EINVAL);
+    CHECK(strstr(err, "2M to 4G") != NULL);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_STAGING_SIZE", "5G", err, sizeof(err)) == -EINVAL);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_STAGING_SIZE", "32M", err, sizeof(err)) == 0 &&
+          c.staging_size == 32ull << 20);
+    CHECK(bs_config_set(&c, "BLOCKSWAP_FILE_BACKING", "0", err, sizeof(err)) == 0 &&
+          !c.file_backing);
 }
 
 static void bad_values_are_named_with_what_is_accepted(void)
@@ -134,5 +152,6 @@ int main(void)
     defaults_come_from_the_table();
     bad_values_are_named_with_what_is_accepted();
     load_counts_bad_values_from_the_environment();
+    staging_size_is_bounded();
     return 0;
 }
