@@ -2,6 +2,7 @@
  * pin, tag, residency queries, statistics, what cuMemGetInfo reports, evict-all and
  * trim, and the reset after fork. Takes the page lock. */
 #define _GNU_SOURCE
+#include "page/backing.h"
 #include "page/internal.h"
 #include "blockswap.h"
 #include "trace/trace.h"
@@ -114,7 +115,7 @@ void bs_page_meminfo(size_t *free_b, size_t *total)
             /* Resident memory without host backing yet will need it on eviction. */
             uint64_t host_used = PG.host_bytes;
             for (int i = 0; i < PG.nresident; i++)
-                if (!PG.resident[i]->host)
+                if (!PG.resident[i]->host && !pg_fb_backed(PG.resident[i]))
                     host_used += PG.resident[i]->padded;
             uint64_t host_free = PG.host_limit > host_used ? PG.host_limit - host_used : 0;
             *free_b = vram_free + host_free;
@@ -146,6 +147,8 @@ void bs_page_reset(void)
     bs_sched_reset();
     bs_fp_reset();
     bs_trace_reset();
+    bs_filemap_reset_after_fork();
+    bs_staging_reset_after_fork();
 }
 
 /* ---- blockswapctl (control/control.c) ---- */

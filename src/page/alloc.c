@@ -156,6 +156,7 @@ static CUresult managed_free(struct managed *m, CUstream s, unsigned flags)
     bs_alloc_map_remove(m->va, NULL);
     pg_remove(m);
     pg_host_free(m);
+    pg_fb_drop(m);
     if (m->ready)
         bs_drv.cuEventDestroy_v2(m->ready);
     if (m->done)

@@ -178,6 +178,23 @@ void pg_follow_schedule(unsigned act);
 /* Evicts, on this thread, the swapped blocks behind the window. */
 void pg_catch_up(void);
 
+/* ---- fileback.c ---- */
+/* The host copied [off, off+n) of m from src: notes whether a file holds those bytes.
+ * Returns whether the file now stands for every byte the host wrote into m. */
+bool pg_fb_note(struct managed *m, uint64_t off, const void *src, size_t n);
+static inline bool pg_fb_backed(const struct managed *m)
+{
+    return m->fb_file && !m->fb_mixed && m->anon_lo >= m->anon_hi;
+}
+/* Forgets m's file for good: its host backing or VRAM holds the contents from now on. */
+void pg_fb_drop(struct managed *m);
+/* Reads m's file range into anonymous host backing (made now), then drops the file. */
+CUresult pg_fb_materialize(struct managed *m);
+/* Queues m's page-in from its file through the staging ring on the H2D stream. */
+CUresult pg_fb_fill(struct managed *m);
+/* A host copy out of m while it is not resident: [off, off+n) from the file. */
+CUresult pg_fb_read(struct managed *m, uint64_t off, void *dst, size_t n);
+
 /* ---- pool.c ---- */
 /* Takes a pooled handle of m's size into m->phys; false when there is none. */
 bool pg_pool_take(struct managed *m);

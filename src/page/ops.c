@@ -3,6 +3,7 @@
  * backing, stream capture and destruction. Takes the page lock; decides with
  * schedule/ and acts through residency.c. */
 #define _GNU_SOURCE
+#include "page/backing.h"
 #include "page/internal.h"
 #include "trace/trace.h"
 
@@ -205,8 +206,6 @@ static bool load_in_place(struct managed *m)
         return false;
     }
     m->state = RES_DEVICE;
-    m->host_valid = false;
-    m->dirty = true; /* no host copy yet: eviction writes it back */
     m->fp_in = false;
     return true;
 }
@@ -228,6 +227,10 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
     if (!m || dst + n > m->va + m->size)
         goto out;
     if (!m->sched.used && !m->pinned && load_in_place(m)) {
+        /* Clean when a file holds every byte loaded: eviction then copies nothing. */
+        bool backed = pg_fb_note(m, dst - m->va, src, n);
+        m->dirty = !backed;
+        m->host_valid = backed;
         /* Eviction waits for the copy as for any other use; but the load is not a
          * use: the victim choice and block detection see kernels only. */
         int slot = pg_slot_of(pg_norm_stream(s, flags));
@@ -243,11 +246,26 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
     }
     if (m->state == RES_DEVICE)
         goto out;
-    if ((r = pg_ensure_host(m)) != CUDA_SUCCESS)
+    uint64_t off = dst - m->va;
+    bool file_only = m->state == RES_HOST && !m->host && m->fb_file;
+    if (pg_fb_note(m, off, src, n)) {
+        /* The file holds every byte written: no copy in memory (a host copy made for
+         * bytes the file has now overwritten goes). */
+        pg_host_free(m);
+        if (m->state == RES_EMPTY)
+            bs_sched_loaded(m);
+        m->state = RES_HOST;
+        m->host_valid = true;
+        bs_stat_add(BS_STAT_HOST_WRITES, 1);
+        r = CUDA_SUCCESS;
+        goto out;
+    }
+    /* Other bytes join a file-backed allocation: the file's part is read into
+     * anonymous host backing first. */
+    if ((r = file_only ? pg_fb_materialize(m) : pg_ensure_host(m)) != CUDA_SUCCESS)
         goto out;
     if ((r = pg_wait_stream_point(pg_norm_stream(s, flags))) != CUDA_SUCCESS)
         goto out;
-    uint64_t off = dst - m->va;
     if (m->state == RES_EMPTY) { /* fresh device memory reads as zero in the simulator */
         memset(m->host, 0, off);
         memset((char *)m->host + off + n, 0, m->size - off - n);
@@ -278,9 +296,12 @@ CUresult bs_page_dtoh(void *dst, uint64_t src, size_t n, CUstream s, unsigned fl
         goto out;
     if (m->state == RES_EMPTY)
         memset(dst, 0, n);
+    else if (!m->host && pg_fb_backed(m))
+        r = pg_fb_read(m, src - m->va, dst, n);
     else
         memcpy(dst, (char *)m->host + (src - m->va), n);
-    r = CUDA_SUCCESS;
+    if (r == BS_PAGE_NOT_HANDLED)
+        r = CUDA_SUCCESS;
 out:
     pthread_mutex_unlock(&PG.lock);
     return r;

@@ -40,6 +40,14 @@ struct managed {
      * left its block); a later use clears it. */
     bool fenced;
     CUevent done;    /* an eviction's progress on the D2H stream */
+    /* File backing (fileback.c): the host loaded bytes [fb_lo, fb_hi) from fb_file at
+     * offset + fb_delta. With nothing else written (no anonymous bytes in
+     * [anon_lo, anon_hi), no conflicting range: fb_mixed), the file stands for host
+     * backing: nothing is kept in memory for them. */
+    struct bs_file *fb_file;
+    uint64_t fb_lo, fb_hi, anon_lo, anon_hi;
+    int64_t fb_delta;
+    bool fb_mixed;
     struct managed *hash_next;
     /* schedule/'s */
     struct bs_sched_member sched;

@@ -4,6 +4,7 @@
  * write-back elision) and the ordering rule: nothing is unmapped before the work that
  * used it completed. Callers hold the page lock. */
 #define _GNU_SOURCE
+#include "page/backing.h"
 #include "page/internal.h"
 #include "trace/trace.h"
 
@@ -119,6 +120,7 @@ static void page_exit(void)
     while (PG.nbusy)
         pthread_cond_wait(&PG.idle_cv, &PG.lock);
     pg_pool_release(UINT64_MAX);
+    bs_staging_exit();
     bs_trace_close();
     pthread_mutex_unlock(&PG.lock);
 }
@@ -506,7 +508,10 @@ CUresult pg_start_fill(struct managed *m, bool capturing)
         if (!m->ready && (r = bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
             return r;
         bs_trace_in_begin(m, PG.h2d);
-        if ((r = bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, PG.h2d)) != CUDA_SUCCESS)
+        /* From anonymous host backing, or from the file that stands for it. */
+        r = m->host ? bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, PG.h2d)
+                    : pg_fb_fill(m);
+        if (r != CUDA_SUCCESS)
             return r;
         bs_trace_in_end(m, PG.h2d);
         /* The copy is queued: from here on, failing would leave it writing into memory
@@ -665,8 +670,10 @@ CUresult pg_evict_release(struct eviction *e)
 void pg_evict_finish(struct eviction *e)
 {
     struct managed *m = e->m;
-    if (e->copied)
+    if (e->copied) {
         bs_stat_add(BS_STAT_WRITEBACK_BYTES, (int64_t)m->size);
+        pg_fb_drop(m); /* changed by kernels (a LoRA patched in place): no longer the file's */
+    }
     if (e->drop) {
         bs_real.cuMemRelease(m->phys);
         PG.pool.released++;
