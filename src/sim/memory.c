@@ -443,13 +443,25 @@ CUresult cudasim_mem_free_host(void *p)
     return CUDA_SUCCESS;
 }
 
+/* Error codes as NVIDIA's driver gives them (docs/simulator.md, Pinned host memory):
+ * overlapping pinned or registered memory is ALREADY_REGISTERED, device memory (here
+ * host memory too) INVALID_VALUE. Byte ranges, not pages: two buffers that share a
+ * page register independently. */
 CUresult cudasim_mem_host_register(void *p, size_t size, unsigned flags)
 {
     uintptr_t a = (uintptr_t)p;
-    if (!p || size == 0 || a + size < a)
+    if (!p || size == 0 || a + size < a ||
+        (flags & ~(unsigned)(CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP |
+                             CU_MEMHOSTREGISTER_IOMEMORY | CU_MEMHOSTREGISTER_READ_ONLY)))
         return CUDA_ERROR_INVALID_VALUE;
-    if (!range_free(a, a + size) || resv_find(a))
+    if (resv_find(a) || resv_find(a + size - 1))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!range_free(a, a + size)) {
+        for (ptrdiff_t i = range_floor(a + size - 1); i >= 0 && G.ranges[i]->end > a; i--)
+            if (cudasim_is_device_kind(G.ranges[i]->kind))
+                return CUDA_ERROR_INVALID_VALUE;
         return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    }
     struct sim_range *r = range_add(a, size, SIM_RANGE_REGISTERED);
     if (!r)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -462,8 +474,12 @@ CUresult cudasim_mem_host_register(void *p, size_t size, unsigned flags)
 CUresult cudasim_mem_host_unregister(void *p)
 {
     struct sim_range *r = cudasim_range_find((uintptr_t)p);
-    if (!r || r->start != (uintptr_t)p || r->kind != SIM_RANGE_REGISTERED)
+    if (!r || cudasim_is_device_kind(r->kind))
         return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    /* What cuMemHostAlloc gave, or the inside of a registration: known memory, the
+     * wrong pointer. */
+    if (r->kind != SIM_RANGE_REGISTERED || r->start != (uintptr_t)p)
+        return CUDA_ERROR_INVALID_VALUE;
     cudasim_race_host_release("cuMemHostUnregister", r, r->start, r->end);
     G.pinned_bytes -= SIM_MIN(G.pinned_bytes, r->end - r->start);
     range_remove(r);
