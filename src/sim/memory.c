@@ -506,6 +506,25 @@ CUresult cudasim_mem_host_get_flags(unsigned *flags, void *p)
     return CUDA_SUCCESS;
 }
 
+/* ---- counters ------------------------------------------------------------------ */
+
+/* cuGetProcAddress("cudasimGetMemCounters"): up to n of device bytes charged now and
+ * at peak, pinned (and registered) host bytes now and at peak. Charges no host time,
+ * counts as no call: reading it changes nothing a run measures. */
+CUresult cudasim_mem_counters(uint64_t *out, unsigned n)
+{
+    CUresult r = cudasim_enter(SIM_NEED_INIT);
+    if (r == CUDA_SUCCESS && !out)
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS) {
+        const uint64_t v[] = {G.device_bytes, G.peak_device_bytes, G.pinned_bytes, G.peak_pinned_bytes};
+        for (unsigned i = 0; i < n && i < sizeof(v) / sizeof(v[0]); i++)
+            out[i] = v[i];
+    }
+    cudasim_leave();
+    return r;
+}
+
 /* ---- pools and stream-ordered allocation --------------------------------------- */
 
 static struct sim_pool *pool_new(void)

@@ -337,6 +337,8 @@ struct sim_resv {
 };
 
 bool cudasim_is_device_kind(enum sim_range_kind k);
+/* Reached through cuGetProcAddress("cudasimGetMemCounters") only (proc.c). */
+CUresult cudasim_mem_counters(uint64_t *out, unsigned n);
 struct sim_range *cudasim_range_find(uintptr_t addr);
 bool cudasim_in_reservation(uintptr_t addr);
 /* pre: lock held. Checks that [addr, addr+len) is device-accessible; on failure

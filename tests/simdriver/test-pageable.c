@@ -11,7 +11,8 @@
  * registered: memory registered with cuMemHostRegister copies like pinned memory
  * (bandwidth, no hold) and is counted in pinned_host_bytes now and at peak; after
  * cuMemHostUnregister it is pageable again. The driver's error codes for bad flags,
- * overlaps, device memory, unknown and interior pointers. */
+ * overlaps, device memory, unknown and interior pointers. The live counters that
+ * cuGetProcAddress("cudasimGetMemCounters") gives agree with the report. */
 #include "simtest.h"
 
 enum { BYTES = 25 * 1000 * 1000 }; /* 1 ms at 25 GB/s */
@@ -117,7 +118,15 @@ static void registered(void)
     CHECK(heap);
     memset(heap, 2, BYTES + 8192);
 
+    CUresult (*counters)(uint64_t *, unsigned);
+    uint64_t c[4] = {0};
+    CHECK_CU(cuGetProcAddress("cudasimGetMemCounters", (void **)&counters, 12000, 0, NULL));
+    CHECK_CU(counters(c, 4));
+    CHECK(c[0] >= BYTES && c[1] == c[0] && c[2] == 0 && c[3] == 0);
+
     CHECK_CU(cuMemHostRegister(heap, BYTES, 0));
+    CHECK_CU(counters(c, 4));
+    CHECK(c[2] == BYTES && c[3] == BYTES);
     struct timing t = copy_h2d(d, heap, BYTES);
     CHECK(near(t.copy_ms, BYTES / pcie / 1e6));
     CHECK(t.hold_ms == 0);
@@ -140,6 +149,8 @@ static void registered(void)
     CHECK_CU(cuMemHostUnregister(heap + BYTES));
 
     CHECK_CU(cuMemHostUnregister(heap));
+    CHECK_CU(counters(c, 4));
+    CHECK(c[2] == 0 && c[3] == BYTES + 4096);
     t = copy_h2d(d, heap, BYTES);
     CHECK(near(t.copy_ms, BYTES / pageable / 1e6)); /* pageable again */
     CHECK(near(t.hold_ms, BYTES / pageable / 1e6));
