@@ -509,15 +509,18 @@ CUresult cudasim_mem_host_get_flags(unsigned *flags, void *p)
 /* ---- counters ------------------------------------------------------------------ */
 
 /* cuGetProcAddress("cudasimGetMemCounters"): up to n of device bytes charged now and
- * at peak, pinned (and registered) host bytes now and at peak. Charges no host time,
- * counts as no call: reading it changes nothing a run measures. */
+ * at peak, pinned (and registered) host bytes now and at peak, and the part of the
+ * device bytes now that cuMemCreate holds (memfd pages, which the kernel counts as
+ * shmem, where cuMemAlloc's are anonymous). Charges no host time, counts as no call:
+ * reading it changes nothing a run measures. */
 CUresult cudasim_mem_counters(uint64_t *out, unsigned n)
 {
     CUresult r = cudasim_enter(SIM_NEED_INIT);
     if (r == CUDA_SUCCESS && !out)
         r = CUDA_ERROR_INVALID_VALUE;
     if (r == CUDA_SUCCESS) {
-        const uint64_t v[] = {G.device_bytes, G.peak_device_bytes, G.pinned_bytes, G.peak_pinned_bytes};
+        const uint64_t v[] = {G.device_bytes, G.peak_device_bytes, G.pinned_bytes, G.peak_pinned_bytes,
+                              G.vmm_bytes};
         for (unsigned i = 0; i < n && i < sizeof(v) / sizeof(v[0]); i++)
             out[i] = v[i];
     }
@@ -793,6 +796,7 @@ static void phys_maybe_free(struct sim_phys *ph)
         return;
     close(ph->fd);
     uncharge(ph->size);
+    G.vmm_bytes -= SIM_MIN(G.vmm_bytes, ph->size);
     ph->magic = SIM_MAGIC_DEAD;
     free(ph);
 }
@@ -855,6 +859,7 @@ CUresult cudasim_vmm_create(CUmemGenericAllocationHandle *handle, size_t size, c
     ph->refs = 1;
     ph->prop = *prop;
     *handle = (CUmemGenericAllocationHandle)(uintptr_t)ph;
+    G.vmm_bytes += size;
     cudasim_charge_size(SIM_COST_MEM_CREATE, size);
     cudasim_verbose("create physical %zu bytes, device now %llu bytes", size, (unsigned long long)G.device_bytes);
     return CUDA_SUCCESS;

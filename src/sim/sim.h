@@ -230,6 +230,7 @@ struct cudasim_state {
     size_t nresv, capresv;
     uint64_t device_bytes, peak_device_bytes;
     uint64_t pinned_bytes, peak_pinned_bytes;
+    uint64_t vmm_bytes; /* of device_bytes, cuMemCreate's (memfd: shmem, not anonymous) */
     uint64_t next_buffer_id;
     struct sim_pool *default_pool, *current_pool;
 

@@ -119,10 +119,19 @@ static void registered(void)
     memset(heap, 2, BYTES + 8192);
 
     CUresult (*counters)(uint64_t *, unsigned);
-    uint64_t c[4] = {0};
+    uint64_t c[5] = {0};
     CHECK_CU(cuGetProcAddress("cudasimGetMemCounters", (void **)&counters, 12000, 0, NULL));
-    CHECK_CU(counters(c, 4));
-    CHECK(c[0] >= BYTES && c[1] == c[0] && c[2] == 0 && c[3] == 0);
+    CHECK_CU(counters(c, 5));
+    CHECK(c[0] >= BYTES && c[1] == c[0] && c[2] == 0 && c[3] == 0 && c[4] == 0);
+    CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                .location = {CU_MEM_LOCATION_TYPE_DEVICE, 0}};
+    CUmemGenericAllocationHandle h;
+    CHECK_CU(cuMemCreate(&h, 2 << 20, &prop, 0));
+    CHECK_CU(counters(c, 5));
+    CHECK(c[4] == 2 << 20 && c[0] >= BYTES + (2 << 20));
+    CHECK_CU(cuMemRelease(h));
+    CHECK_CU(counters(c, 5));
+    CHECK(c[4] == 0);
 
     CHECK_CU(cuMemHostRegister(heap, BYTES, 0));
     CHECK_CU(counters(c, 4));
