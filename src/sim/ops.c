@@ -256,11 +256,11 @@ static CUresult op_run(struct sim_stream *s, const struct sim_op *op, enum sim_w
         } else if (eng == SIM_ENG_D2H) {
             G.d2h_bytes += bytes;
             G.pageable_d2h_bytes += pageable ? bytes : 0;
-        }
-        else if (eng == SIM_ENG_COMPUTE)
+        } else if (eng == SIM_ENG_COMPUTE) {
             G.d2d_bytes += bytes;
-        else
+        } else {
             G.h2h_bytes += bytes;
+        }
         break;
     case SIM_OP_MEMSET:
         do_memset(&op->u.set);
