@@ -28,6 +28,7 @@ static const struct option {
      "a positive byte count with an optional K, M, G or T suffix (powers of 1024), e.g. 8G", 0},
     {"CUDASIM_PCIE_GBPS", K_GBPS, "25", "a positive number of GB/s (1 GB = 1e9 bytes), e.g. 25", 0},
     {"CUDASIM_HBM_GBPS", K_GBPS, "3000", "a positive number of GB/s (1 GB = 1e9 bytes), e.g. 3000", 0},
+    {"CUDASIM_PAGEABLE_GBPS", K_GBPS, "10", "a positive number of GB/s (1 GB = 1e9 bytes), e.g. 10", 0},
     {"CUDASIM_API_NS", K_NS, "0", "a whole number of nanoseconds, 0 or more", 0},
     {"CUDASIM_VERBOSE", K_BOOL, "0", "0 or 1", 0},
     {"CUDASIM_RACECHECK", K_BOOL, "1", "0 or 1", 0},
@@ -141,6 +142,8 @@ static int parse(const struct option *o, const char *s, struct cudasim_config *c
             return -EINVAL;
         if (strcmp(o->name, "CUDASIM_PCIE_GBPS") == 0)
             cfg->pcie_gbps = d;
+        else if (strcmp(o->name, "CUDASIM_PAGEABLE_GBPS") == 0)
+            cfg->pageable_gbps = d;
         else
             cfg->hbm_gbps = d;
         return 0;

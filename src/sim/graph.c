@@ -123,7 +123,7 @@ CUresult cudasim_graph_launch(CUgraphExec hx, CUstream hs, bool pt)
         return r;
     G.graph_launches++;
     for (size_t i = 0; i < x->n; i++)
-        if ((r = cudasim_op_submit(s, &x->ops[i], false)))
+        if ((r = cudasim_op_submit(s, &x->ops[i], SIM_WAIT_NONE)))
             return r;
     return CUDA_SUCCESS;
 }

@@ -728,5 +728,5 @@ CUresult cudasim_launch(const char *api, CUfunction hf, unsigned gx, unsigned gy
         return r;
     if ((r = cudasim_stream_resolve(hs, pt, &s)))
         return r;
-    return cudasim_op_submit(s, &op, false);
+    return cudasim_op_submit(s, &op, SIM_WAIT_NONE);
 }

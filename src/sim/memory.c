@@ -443,13 +443,25 @@ CUresult cudasim_mem_free_host(void *p)
     return CUDA_SUCCESS;
 }
 
+/* Error codes as NVIDIA's driver gives them (docs/simulator.md, Pinned host memory):
+ * overlapping pinned or registered memory is ALREADY_REGISTERED, device memory (here
+ * host memory too) INVALID_VALUE. Byte ranges, not pages: two buffers that share a
+ * page register independently. */
 CUresult cudasim_mem_host_register(void *p, size_t size, unsigned flags)
 {
     uintptr_t a = (uintptr_t)p;
-    if (!p || size == 0 || a + size < a)
+    if (!p || size == 0 || a + size < a ||
+        (flags & ~(unsigned)(CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP |
+                             CU_MEMHOSTREGISTER_IOMEMORY | CU_MEMHOSTREGISTER_READ_ONLY)))
         return CUDA_ERROR_INVALID_VALUE;
-    if (!range_free(a, a + size) || resv_find(a))
+    if (resv_find(a) || resv_find(a + size - 1))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!range_free(a, a + size)) {
+        for (ptrdiff_t i = range_floor(a + size - 1); i >= 0 && G.ranges[i]->end > a; i--)
+            if (cudasim_is_device_kind(G.ranges[i]->kind))
+                return CUDA_ERROR_INVALID_VALUE;
         return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    }
     struct sim_range *r = range_add(a, size, SIM_RANGE_REGISTERED);
     if (!r)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -462,8 +474,12 @@ CUresult cudasim_mem_host_register(void *p, size_t size, unsigned flags)
 CUresult cudasim_mem_host_unregister(void *p)
 {
     struct sim_range *r = cudasim_range_find((uintptr_t)p);
-    if (!r || r->start != (uintptr_t)p || r->kind != SIM_RANGE_REGISTERED)
+    if (!r || cudasim_is_device_kind(r->kind))
         return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    /* What cuMemHostAlloc gave, or the inside of a registration: known memory, the
+     * wrong pointer. */
+    if (r->kind != SIM_RANGE_REGISTERED || r->start != (uintptr_t)p)
+        return CUDA_ERROR_INVALID_VALUE;
     cudasim_race_host_release("cuMemHostUnregister", r, r->start, r->end);
     G.pinned_bytes -= SIM_MIN(G.pinned_bytes, r->end - r->start);
     range_remove(r);
@@ -488,6 +504,28 @@ CUresult cudasim_mem_host_get_flags(unsigned *flags, void *p)
         return CUDA_ERROR_INVALID_VALUE;
     *flags = r->host_flags;
     return CUDA_SUCCESS;
+}
+
+/* ---- counters ------------------------------------------------------------------ */
+
+/* cuGetProcAddress("cudasimGetMemCounters"): up to n of device bytes charged now and
+ * at peak, pinned (and registered) host bytes now and at peak, and the part of the
+ * device bytes now that cuMemCreate holds (memfd pages, which the kernel counts as
+ * shmem, where cuMemAlloc's are anonymous). Charges no host time, counts as no call:
+ * reading it changes nothing a run measures. */
+CUresult cudasim_mem_counters(uint64_t *out, unsigned n)
+{
+    CUresult r = cudasim_enter(SIM_NEED_INIT);
+    if (r == CUDA_SUCCESS && !out)
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS) {
+        const uint64_t v[] = {G.device_bytes, G.peak_device_bytes, G.pinned_bytes, G.peak_pinned_bytes,
+                              G.vmm_bytes};
+        for (unsigned i = 0; i < n && i < sizeof(v) / sizeof(v[0]); i++)
+            out[i] = v[i];
+    }
+    cudasim_leave();
+    return r;
 }
 
 /* ---- pools and stream-ordered allocation --------------------------------------- */
@@ -758,6 +796,7 @@ static void phys_maybe_free(struct sim_phys *ph)
         return;
     close(ph->fd);
     uncharge(ph->size);
+    G.vmm_bytes -= SIM_MIN(G.vmm_bytes, ph->size);
     ph->magic = SIM_MAGIC_DEAD;
     free(ph);
 }
@@ -820,6 +859,7 @@ CUresult cudasim_vmm_create(CUmemGenericAllocationHandle *handle, size_t size, c
     ph->refs = 1;
     ph->prop = *prop;
     *handle = (CUmemGenericAllocationHandle)(uintptr_t)ph;
+    G.vmm_bytes += size;
     cudasim_charge_size(SIM_COST_MEM_CREATE, size);
     cudasim_verbose("create physical %zu bytes, device now %llu bytes", size, (unsigned long long)G.device_bytes);
     return CUDA_SUCCESS;

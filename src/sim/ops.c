@@ -97,6 +97,17 @@ static int plan_copy(const struct sim_copy *c, struct sim_accs *a)
     return 0;
 }
 
+/* A host-to-device or device-to-host copy whose host side is pageable (neither
+ * pinned nor registered): the driver stages it through its own pinned buffer, at
+ * CUDASIM_PAGEABLE_GBPS (never faster than a pinned copy). Decided when the copy runs,
+ * so a graph replayed after cuMemHostRegister copies at the pinned speed. */
+static bool copy_pageable(const struct sim_copy *c)
+{
+    if (c->src_dev == c->dst_dev)
+        return false;
+    return !is_pinned(c->dst_dev ? c->src : c->dst);
+}
+
 static enum sim_engine_id copy_engine(const struct sim_copy *c)
 {
     if (c->src_dev && c->dst_dev)
@@ -144,7 +155,7 @@ static void do_memset(const struct sim_memset *m)
 
 /* ---- running an op ------------------------------------------------------------- */
 
-static CUresult op_run(struct sim_stream *s, const struct sim_op *op, bool host_wait)
+static CUresult op_run(struct sim_stream *s, const struct sim_op *op, enum sim_wait wait)
 {
     struct sim_accs acc;
     enum sim_engine_id eng = SIM_ENG_NONE;
@@ -191,6 +202,7 @@ static CUresult op_run(struct sim_stream *s, const struct sim_op *op, bool host_
             goto out;
 
     uint64_t bytes = 0;
+    bool pageable = false;
     switch (op->kind) {
     case SIM_OP_KERNEL:
         dur = SIM_MAX(ns_for(acc.bytes, G.cfg.hbm_gbps), min_ns);
@@ -198,9 +210,11 @@ static CUresult op_run(struct sim_stream *s, const struct sim_op *op, bool host_
     case SIM_OP_COPY: {
         const struct sim_copy *c = &op->u.copy;
         bytes = (uint64_t)c->width * c->height * c->depth;
+        pageable = copy_pageable(c);
         /* A device-to-device copy reads and writes HBM. */
         dur = eng == SIM_ENG_COMPUTE ? ns_for(2 * bytes, G.cfg.hbm_gbps)
               : eng == SIM_ENG_NONE  ? 0
+              : pageable             ? ns_for(bytes, SIM_MIN(G.cfg.pageable_gbps, G.cfg.pcie_gbps))
                                      : ns_for(bytes, G.cfg.pcie_gbps);
         break;
     }
@@ -236,14 +250,17 @@ static CUresult op_run(struct sim_stream *s, const struct sim_op *op, bool host_
     case SIM_OP_COPY:
         do_copy(&op->u.copy);
         G.copies++;
-        if (eng == SIM_ENG_H2D)
+        if (eng == SIM_ENG_H2D) {
             G.h2d_bytes += bytes;
-        else if (eng == SIM_ENG_D2H)
+            G.pageable_h2d_bytes += pageable ? bytes : 0;
+        } else if (eng == SIM_ENG_D2H) {
             G.d2h_bytes += bytes;
-        else if (eng == SIM_ENG_COMPUTE)
+            G.pageable_d2h_bytes += pageable ? bytes : 0;
+        } else if (eng == SIM_ENG_COMPUTE) {
             G.d2d_bytes += bytes;
-        else
+        } else {
             G.h2h_bytes += bytes;
+        }
         break;
     case SIM_OP_MEMSET:
         do_memset(&op->u.set);
@@ -258,26 +275,29 @@ static CUresult op_run(struct sim_stream *s, const struct sim_op *op, bool host_
     if (G.cfg.verbose) {
         char sn[48];
         cudasim_stream_describe(s, sn, sizeof(sn));
-        cudasim_verbose("op #%llu %s %s on %s: %llu..%llu ns (%llu bytes)", (unsigned long long)info.seq, kind,
+        cudasim_verbose("op #%llu %s %s on %s: %llu..%llu ns (%llu bytes%s)", (unsigned long long)info.seq, kind,
                         name, sn, (unsigned long long)start, (unsigned long long)end,
-                        (unsigned long long)(bytes ? bytes : acc.bytes));
+                        (unsigned long long)(bytes ? bytes : acc.bytes), pageable ? ", pageable" : "");
     }
-    if (host_wait)
+    if (wait == SIM_WAIT_STREAM)
         cudasim_host_wait_stream(s);
+    else if (wait == SIM_WAIT_OP)
+        cudasim_join(end);
 out:
     accs_fini(&acc);
     return r;
 }
 
-CUresult cudasim_op_submit(struct sim_stream *s, const struct sim_op *op, bool host_wait)
+CUresult cudasim_op_submit(struct sim_stream *s, const struct sim_op *op, enum sim_wait wait)
 {
     if (s->capture) {
-        /* A synchronous call cannot be part of a graph. */
-        if (host_wait)
+        /* A synchronous call cannot be part of a graph. A staged pageable copy is
+         * captured as a plain copy: replays do not hold the host (see Limits). */
+        if (wait == SIM_WAIT_STREAM)
             return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
         return cudasim_capture_append(s, op);
     }
-    return op_run(s, op, host_wait);
+    return op_run(s, op, wait);
 }
 
 /* ---- copies -------------------------------------------------------------------- */
@@ -285,12 +305,19 @@ CUresult cudasim_op_submit(struct sim_stream *s, const struct sim_op *op, bool h
 /* Synchronous copies run on the legacy (or per-thread) stream and, except
  * device-to-device, return when done. Async device-to-pageable copies must finish
  * before the call returns too: there is no other safe moment to write pageable
- * memory. */
-static bool copy_waits(const struct sim_copy *c, bool async)
+ * memory. An async copy from pageable memory to the device returns once the driver
+ * has staged the last of the source, which for any copy larger than its staging
+ * buffer is about when the copy ends; CUDA promises nothing about the device side
+ * then, so the thread waits for the time, not for the stream's order. */
+static enum sim_wait copy_waits(const struct sim_copy *c, bool async)
 {
     if (!async)
-        return !(c->src_dev && c->dst_dev);
-    return c->src_dev && !c->dst_dev && !is_pinned(c->dst);
+        return c->src_dev && c->dst_dev ? SIM_WAIT_NONE : SIM_WAIT_STREAM;
+    if (c->src_dev && !c->dst_dev && !is_pinned(c->dst))
+        return SIM_WAIT_STREAM;
+    if (!c->src_dev && c->dst_dev && !is_pinned(c->src))
+        return SIM_WAIT_OP;
+    return SIM_WAIT_NONE;
 }
 
 static CUresult submit_copy(const char *api, struct sim_op *op, CUstream hs, bool pt, bool async)
@@ -409,7 +436,7 @@ CUresult cudasim_memset(const char *api, CUdeviceptr dst, size_t pitch, uint32_t
     op.api = api;
     op.u.set = (struct sim_memset){.dst = dst, .pitch = pitch, .width = width, .height = height,
                                    .value = value, .elem = elem};
-    return cudasim_op_submit(s, &op, false);
+    return cudasim_op_submit(s, &op, SIM_WAIT_NONE);
 }
 
 CUresult cudasim_launch_host_func(CUstream hs, CUhostFn fn, void *data, bool pt)
@@ -425,5 +452,5 @@ CUresult cudasim_launch_host_func(CUstream hs, CUhostFn fn, void *data, bool pt)
     op.api = "cuLaunchHostFunc";
     op.u.host.fn = fn;
     op.u.host.data = data;
-    return cudasim_op_submit(s, &op, false);
+    return cudasim_op_submit(s, &op, SIM_WAIT_NONE);
 }

@@ -20,6 +20,12 @@ static const struct proc {
 #undef SIM_API
 };
 
+/* Not a CUDA entry point: the simulator's memory counters, for programs that print
+ * them beside /proc's figures (docs/simulator.md, Memory counters). Reached only
+ * here, never exported; NVIDIA's driver answers this name with CUDA_ERROR_NOT_FOUND,
+ * which is how a program knows it is not on the simulator. */
+static const char counters_name[] = "cudasimGetMemCounters";
+
 CUresult cudasim_get_proc_address(const char *symbol, void **pfn, int version, cuuint64_t flags,
                                   CUdriverProcAddressQueryResult *status)
 {
@@ -32,6 +38,12 @@ CUresult cudasim_get_proc_address(const char *symbol, void **pfn, int version, c
         (flags & ~(cuuint64_t)(CU_GET_PROC_ADDRESS_LEGACY_STREAM | CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM)))
         return CUDA_ERROR_INVALID_VALUE;
     *pfn = NULL;
+    if (strcmp(symbol, counters_name) == 0) {
+        *pfn = (void *)&cudasim_mem_counters;
+        if (status)
+            *status = CU_GET_PROC_ADDRESS_SUCCESS;
+        return CUDA_SUCCESS;
+    }
     for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
         const struct proc *p = &procs[i];
         if (strcmp(p->base, symbol) != 0)

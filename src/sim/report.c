@@ -110,6 +110,8 @@ static void write_report(void)
     U("d2h_bytes", G.d2h_bytes);
     U("d2d_bytes", G.d2d_bytes);
     U("h2h_bytes", G.h2h_bytes);
+    U("pageable_h2d_bytes", G.pageable_h2d_bytes);
+    U("pageable_d2h_bytes", G.pageable_d2h_bytes);
     U("virtual_time_ns", end);
     U("host_time_ns", host);
     U("compute_busy_ns", G.eng[SIM_ENG_COMPUTE].busy_ns);

@@ -89,6 +89,7 @@ struct cudasim_config {
     uint64_t vram_bytes;
     double pcie_gbps; /* GB/s, GB = 1e9 bytes, i.e. bytes per ns */
     double hbm_gbps;
+    double pageable_gbps; /* copies whose host side is not pinned: staged by the driver */
     uint64_t api_ns;
     struct sim_cost_cfg cost[SIM_COST_COUNT];
     bool host_cpu; /* CUDASIM_HOST_CPU: charge measured CPU time between calls */
@@ -229,6 +230,7 @@ struct cudasim_state {
     size_t nresv, capresv;
     uint64_t device_bytes, peak_device_bytes;
     uint64_t pinned_bytes, peak_pinned_bytes;
+    uint64_t vmm_bytes; /* of device_bytes, cuMemCreate's (memfd: shmem, not anonymous) */
     uint64_t next_buffer_id;
     struct sim_pool *default_pool, *current_pool;
 
@@ -246,6 +248,7 @@ struct cudasim_state {
 
     /* statistics for the report */
     uint64_t h2d_bytes, d2h_bytes, d2d_bytes, h2h_bytes;
+    uint64_t pageable_h2d_bytes, pageable_d2h_bytes; /* of those, staged from/to pageable */
     uint64_t kernels, copies, memsets, graph_launches;
     uint64_t errors, races, in_use_frees, history_dropped;
     bool illegal_address;
@@ -335,6 +338,8 @@ struct sim_resv {
 };
 
 bool cudasim_is_device_kind(enum sim_range_kind k);
+/* Reached through cuGetProcAddress("cudasimGetMemCounters") only (proc.c). */
+CUresult cudasim_mem_counters(uint64_t *out, unsigned n);
 struct sim_range *cudasim_range_find(uintptr_t addr);
 bool cudasim_in_reservation(uintptr_t addr);
 /* pre: lock held. Checks that [addr, addr+len) is device-accessible; on failure
@@ -504,7 +509,11 @@ struct sim_op {
 
 /* Runs op on s now, or records it when s is capturing. host_wait: the call returns
  * only when the op is complete (synchronous copies). */
-CUresult cudasim_op_submit(struct sim_stream *s, const struct sim_op *op, bool host_wait);
+/* What the issuing thread waits for before the call returns: nothing; the op itself
+ * (its end in virtual time, no ordering learnt: a staged pageable copy); or its stream,
+ * as a synchronisation (time and ordering). */
+enum sim_wait { SIM_WAIT_NONE, SIM_WAIT_OP, SIM_WAIT_STREAM };
+CUresult cudasim_op_submit(struct sim_stream *s, const struct sim_op *op, enum sim_wait wait);
 bool cudasim_ptr_is_device(uintptr_t p);
 
 CUresult cudasim_copy_1d(const char *api, uintptr_t dst, uintptr_t src, size_t n, int dst_dev,

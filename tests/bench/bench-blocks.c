@@ -11,8 +11,17 @@
  *   cross_attn.{q,k,v,o}.weight [d,d] + .bias [d], cross_attn.norm_{q,k}.weight [d]
  *   ffn.0.weight [f,d] + bias [f], ffn.2.weight [d,f] + bias [d]
  *
- * Elements are --elem-bytes wide (default 2, WAN's bf16; 4 for float32). Weights are
- * loaded by host-to-device copies from pinned memory. Each step runs the blocks in
+ * Elements are --elem-bytes wide (default 2, WAN's bf16; 4 for float32). --source says
+ * where the weights come from, the device contents being the same for each:
+ *   pinned (default)  one pinned staging buffer per block, async copies;
+ *   heap              each tensor in its own malloc'd buffer, an async copy and a
+ *                     stream synchronisation (what PyTorch's .to("cuda") does with a
+ *                     pageable tensor), then freed;
+ *   file              all weights written to a file first (--file PATH, else in
+ *                     $TMPDIR), mapped MAP_PRIVATE/PROT_READ, each tensor copied from
+ *                     the mapping as heap does, then unmapped and closed (a
+ *                     safetensors load by PyTorch or ComfyUI).
+ * Each step runs the blocks in
  * order on one stream; per tensor one cheap kernel points at the whole allocation (so
  * the shim pages it in): a bs_gemv_f32 over a 16-row float32 slice of each matrix, a
  * bs_axpy_f32 over each vector. Compute is a bs_sleep after each matrix's gemv, its
@@ -26,22 +35,45 @@
  *   step S ms=... page_in_bytes=... writeback_bytes=... page_ins=... evictions=...
  *                        (the byte counts from blockswap's stats, when preloaded)
  *   checksum=0x...       FNV-1a of the final activations: the same for every run
+ *   mem when=load|end    the process's memory from /proc/self/status after loading and
+ *                        after the last step (when=mapped: file source, before munmap):
+ *                        rss_anon, rss_file, rss_shmem, vm_lck in bytes; on the
+ *                        simulator also its counters (sim_device, sim_device_vmm,
+ *                        sim_pinned, sim_peak_pinned) and host_anon = rss_anon less
+ *                        the simulated VRAM that is anonymous memory (see below)
+ *   staging how=... (measured on the CPU)
+ *                        --staging-probe: this machine's CPU reading the weight file
+ *                        with pread, and copying from heap memory, into a 128 MiB
+ *                        buffer in 8 MiB chunks: GB/s and CPU seconds (wall clock)
+ *
+ * On the simulator "device memory" is this process's memory too: cuMemAlloc's is
+ * anonymous (in RssAnon once written), cuMemCreate's (blockswap's paged weights) is a
+ * memfd (in RssShmem while mapped). sim_device - sim_device_vmm is the first,
+ * sim_device_vmm the second (an upper bound of what RssShmem holds of it).
  *
  * usage: bench-blocks [--blocks N] [--d D] [--f F] [--elem-bytes 2|4] [--steps S]
  *                     [--ratio R] [--gbps G] [--async] [--print-sizes]
+ *                     [--source pinned|heap|file] [--file PATH] [--staging-probe]
  * --gbps defaults to CUDASIM_PCIE_GBPS, else 25. */
 #include "kit.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MiB (1024ull * 1024ull)
 #define SLICE_ROWS 16u
 
-static int nblocks = 40, steps = 4, async_mode, print_sizes;
+static int nblocks = 40, steps = 4, async_mode, print_sizes, staging_probe;
+static const char *source = "pinned", *file_arg;
 static uint32_t d = 1024, f, elem = 2;
 static double ratio = 1.0, gbps;
 
@@ -50,6 +82,7 @@ struct tdesc {
     const char *name;
     int kind;
     size_t bytes;
+    size_t off; /* within the block's weights, in the order added */
     uint32_t rows, cols; /* matrices: logical shape */
 };
 
@@ -64,6 +97,7 @@ static void add(const char *name, int kind, uint32_t rows, uint32_t cols)
     T[nt].rows = rows;
     T[nt].cols = cols;
     T[nt].bytes = (size_t)rows * cols * elem;
+    T[nt].off = nt ? T[nt - 1].off + T[nt - 1].bytes : 0;
     nt++;
 }
 
@@ -103,7 +137,8 @@ static void layout(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench-blocks [--blocks N] [--d D] [--f F] [--elem-bytes 2|4] [--steps S] "
-                    "[--ratio R] [--gbps G] [--async] [--print-sizes]\n");
+                    "[--ratio R] [--gbps G] [--async] [--print-sizes] [--source pinned|heap|file] "
+                    "[--file PATH] [--staging-probe]\n");
     exit(2);
 }
 
@@ -118,6 +153,12 @@ static void parse(int argc, char **argv)
             async_mode = 1;
         else if (!strcmp(a, "--print-sizes"))
             print_sizes = 1;
+        else if (!strcmp(a, "--staging-probe"))
+            staging_probe = 1;
+        else if (v && !strcmp(a, "--source"))
+            source = v, i++;
+        else if (v && !strcmp(a, "--file"))
+            file_arg = v, i++;
         else if (v && !strcmp(a, "--blocks"))
             nblocks = atoi(v), i++;
         else if (v && !strcmp(a, "--d"))
@@ -138,7 +179,8 @@ static void parse(int argc, char **argv)
     if (!f)
         f = (uint32_t)(2.7 * d + 8) / 16 * 16;
     if (nblocks < 1 || nblocks > 1000 || d < 64 || d > 8192 || d % 16 || f < 64 || f % 16 ||
-        (elem != 2 && elem != 4) || steps < 2 || steps > 100 || !(ratio >= 0) || !(gbps > 0))
+        (elem != 2 && elem != 4) || steps < 2 || steps > 100 || !(ratio >= 0) || !(gbps > 0) ||
+        (strcmp(source, "pinned") && strcmp(source, "heap") && strcmp(source, "file")))
         usage();
 }
 
@@ -163,6 +205,210 @@ static uint64_t fnv(const void *p, size_t n)
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+/* ---- weight contents: the same bytes whatever the source ---- */
+
+/* A block's weights are the same bulk for every block (seed 7, one block long), with
+ * the part the kernels read made per block: a matrix's slice, a whole vector. */
+static void fill_head(unsigned char *dst, int b, int i)
+{
+    size_t head = T[i].kind == T_MAT ? (size_t)SLICE_ROWS * d * 4 : T[i].bytes;
+    if (head > T[i].bytes)
+        head = T[i].bytes;
+    float scale = T[i].kind == T_MAT ? 1.5f / sqrtf((float)d) : 0.05f;
+    fill_floats((float *)dst, head / 4, (uint64_t)b * MAXT + (uint64_t)i + 100, scale);
+}
+
+static unsigned char *make_template(size_t block_bytes)
+{
+    unsigned char *t = malloc(block_bytes);
+    CHECK(t);
+    fill_floats((float *)t, block_bytes / 4, 7, 0.01f);
+    return t;
+}
+
+static void tensor_bytes(unsigned char *dst, const unsigned char *tmpl, int b, int i)
+{
+    memcpy(dst, tmpl + T[i].off, T[i].bytes);
+    fill_head(dst, b, i);
+}
+
+/* ---- the weight file (--source file, --staging-probe) ---- */
+
+static char tmp_path[4096];
+
+static void remove_tmp(void)
+{
+    if (tmp_path[0])
+        unlink(tmp_path);
+}
+
+static void write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        CHECK(w > 0);
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* All blocks' weights, block after block, tensors at their offsets: file offset of
+ * tensor i of block b = b * block_bytes + T[i].off. */
+static const char *write_weights(size_t block_bytes)
+{
+    static char path[4096];
+    int fd;
+    if (file_arg) {
+        snprintf(path, sizeof(path), "%s", file_arg);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    } else {
+        const char *dir = getenv("TMPDIR");
+        snprintf(path, sizeof(path), "%s/bench-blocks-weights.XXXXXX", dir && *dir ? dir : "/tmp");
+        fd = mkstemp(path);
+        if (fd >= 0 && !tmp_path[0]) {
+            snprintf(tmp_path, sizeof(tmp_path), "%s", path);
+            atexit(remove_tmp);
+        }
+    }
+    if (fd < 0) {
+        perror(path);
+        exit(1);
+    }
+    unsigned char *tmpl = make_template(block_bytes), *blk = malloc(block_bytes);
+    CHECK(blk);
+    for (int b = 0; b < nblocks; b++) {
+        for (int i = 0; i < nt; i++)
+            tensor_bytes(blk + T[i].off, tmpl, b, i);
+        write_all(fd, blk, block_bytes);
+    }
+    free(blk);
+    free(tmpl);
+    CHECK(close(fd) == 0);
+    return path;
+}
+
+/* ---- memory figures ---- */
+
+typedef CUresult (*sim_counters_fn)(uint64_t *out, unsigned n);
+static sim_counters_fn sim_counters; /* the simulator's, NULL on a GPU */
+
+static unsigned long long status_bytes(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    CHECK(p);
+    return strtoull(p + strlen(key), NULL, 10) * 1024; /* "RssAnon:\t  1234 kB" */
+}
+
+static void mem_line(const char *when)
+{
+    char buf[8192];
+    FILE *fp = fopen("/proc/self/status", "r");
+    CHECK(fp);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    unsigned long long anon = status_bytes(buf, "\nRssAnon:"), file = status_bytes(buf, "\nRssFile:"),
+                       shmem = status_bytes(buf, "\nRssShmem:"), lck = status_bytes(buf, "\nVmLck:");
+    printf("mem when=%s rss_anon=%llu rss_file=%llu rss_shmem=%llu vm_lck=%llu", when, anon, file, shmem, lck);
+    uint64_t c[5];
+    if (sim_counters && sim_counters(c, 5) == CUDA_SUCCESS) {
+        uint64_t dev_anon = c[0] - c[4];
+        printf(" sim_device=%llu sim_device_vmm=%llu sim_pinned=%llu sim_peak_pinned=%llu host_anon=%llu",
+               (unsigned long long)c[0], (unsigned long long)c[4], (unsigned long long)c[2],
+               (unsigned long long)c[3], anon > dev_anon ? anon - dev_anon : 0ull);
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+/* ---- --staging-probe: the CPU side of a staging path, measured (wall clock) ---- */
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void cpu_s(double *user, double *sys)
+{
+    struct rusage ru;
+    CHECK(getrusage(RUSAGE_THREAD, &ru) == 0);
+    *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
+    *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+struct probe_t {
+    double wall, user, sys;
+};
+
+static struct probe_t probe_start(void)
+{
+    struct probe_t t;
+    cpu_s(&t.user, &t.sys);
+    t.wall = wall_s();
+    return t;
+}
+
+static void probe_line(const char *how, const char *extra, size_t bytes, struct probe_t t0)
+{
+    struct probe_t t = probe_start();
+    double sec = t.wall - t0.wall;
+    printf("staging how=%s %sbytes=%zu chunk=%llu buffer=%llu seconds=%.4f gbps=%.2f cpu_user_s=%.4f "
+           "cpu_sys_s=%.4f (measured on the CPU)\n",
+           how, extra, bytes, 8 * MiB, 128 * MiB, sec, sec > 0 ? (double)bytes / sec / 1e9 : 0.0,
+           t.user - t0.user, t.sys - t0.sys);
+    fflush(stdout);
+}
+
+/* Reads the weight file with pread in 8 MiB chunks into a 128 MiB buffer (pinned: the
+ * staging buffer a real path would DMA from), round and round, first with the file in
+ * the page cache (it was just written), then after asking the kernel to drop it;
+ * then the same from heap memory with memcpy. */
+static void run_staging_probe(const char *path, size_t file_bytes)
+{
+    const size_t chunk = 8 * MiB, ring = 128 * MiB;
+    unsigned char *buf;
+    CHECK_CU(cuMemAllocHost((void **)&buf, ring));
+    memset(buf, 0, ring); /* fault it in before timing */
+    struct statfs sf;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0 && fstatfs(fd, &sf) == 0);
+    const char *fs = sf.f_type == 0x01021994 ? "tmpfs" : "other"; /* TMPFS_MAGIC: always cached */
+    for (int cold = 0; cold < 2; cold++) {
+        if (cold) {
+            CHECK(fdatasync(fd) == 0);
+            CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0); /* best effort */
+        }
+        char extra[64];
+        snprintf(extra, sizeof(extra), "cache=%s fs=%s ", cold ? "dropped" : "warm", fs);
+        struct probe_t t0 = probe_start();
+        for (size_t off = 0; off < file_bytes; off += chunk) {
+            size_t n = file_bytes - off < chunk ? file_bytes - off : chunk;
+            CHECK(pread(fd, buf + (off / chunk) % (ring / chunk) * chunk, n, (off_t)off) == (ssize_t)n);
+        }
+        probe_line("pread", extra, file_bytes, t0);
+    }
+    close(fd);
+
+    size_t hb = file_bytes < 1024 * MiB ? file_bytes : 1024 * MiB;
+    hb = hb < chunk ? chunk : hb / chunk * chunk;
+    unsigned char *h = malloc(hb);
+    CHECK(h);
+    memset(h, 1, hb);
+    struct probe_t t0 = probe_start();
+    for (size_t off = 0; off < file_bytes; off += chunk) {
+        size_t n = file_bytes - off < chunk ? file_bytes - off : chunk;
+        memcpy(buf + (off / chunk) % (ring / chunk) * chunk, h + off % hb, n);
+    }
+    probe_line("memcpy", "", file_bytes, t0);
+    /* The compiler may not drop the copies: their result is read. */
+    volatile unsigned char sink = buf[ring - 1];
+    (void)sink;
+    free(h);
+    CHECK_CU(cuMemFreeHost(buf));
 }
 
 typedef int (*get_stats_fn)(struct blockswap_stats *);
@@ -208,8 +454,8 @@ int main(int argc, char **argv)
            "rest_bytes=%zu model_bytes=%zu largest_tensor=%zu\n",
            nblocks, d, f, elem, nt, nmat, block_bytes, block_managed, block_paged, block_small, act_bytes,
            block_small * nblocks + act_bytes, block_bytes * nblocks, max_t);
-    printf("config steps=%d ratio=%g gbps=%g block_compute_ns=%.0f block_fill_ns=%.0f async=%d\n", steps,
-           ratio, gbps, compute_ns, (double)block_bytes / gbps, async_mode);
+    printf("config steps=%d ratio=%g gbps=%g block_compute_ns=%.0f block_fill_ns=%.0f async=%d source=%s\n",
+           steps, ratio, gbps, compute_ns, (double)block_bytes / gbps, async_mode, source);
     fflush(stdout);
     if (print_sizes)
         return 0;
@@ -220,37 +466,81 @@ int main(int argc, char **argv)
                k_tanh = kit_fn(&K, "bs_tanh_f32"), k_sleep = kit_fn(&K, "bs_sleep"),
                k_sum = kit_fn(&K, "bs_checksum_u64");
     get_stats_fn get_stats = (get_stats_fn)dlsym(RTLD_DEFAULT, "blockswap_get_stats");
+    if (cuGetProcAddress("cudasimGetMemCounters", (void **)&sim_counters, 12000, 0, NULL) != CUDA_SUCCESS)
+        sim_counters = NULL; /* a GPU */
 
     CUstream cs, xs; /* compute, copy */
     CHECK_CU(cuStreamCreate(&cs, CU_STREAM_NON_BLOCKING));
     CHECK_CU(cuStreamCreate(&xs, CU_STREAM_NON_BLOCKING));
 
-    /* ---- load: one pinned staging buffer per block, copied tensor by tensor ---- */
+    /* ---- load ---- */
     CUdeviceptr *W = calloc((size_t)nblocks * nt, sizeof(*W));
-    unsigned char *stage;
+    unsigned char *stage = NULL;
+    const char *wfile = NULL;
     CHECK(W);
-    CHECK_CU(cuMemAllocHost((void **)&stage, block_bytes));
-    fill_floats((float *)stage, block_bytes / 4, 7, 0.01f); /* bulk: the same for every block */
-    for (int b = 0; b < nblocks; b++) {
-        CHECK_CU(cuStreamSynchronize(xs)); /* the staging buffer is free again */
-        size_t off = 0;
-        for (int i = 0; i < nt; i++) {
-            CUdeviceptr *p = &W[(size_t)b * nt + i];
-            if (async_mode)
-                CHECK_CU(cuMemAllocAsync(p, T[i].bytes, xs));
-            else
-                CHECK_CU(cuMemAlloc(p, T[i].bytes));
-            /* What the kernels read differs per block: matrices their slice. */
-            size_t head = T[i].kind == T_MAT ? (size_t)SLICE_ROWS * d * 4 : T[i].bytes;
-            if (head > T[i].bytes)
-                head = T[i].bytes;
-            float scale = T[i].kind == T_MAT ? 1.5f / sqrtf((float)d) : 0.05f;
-            fill_floats((float *)(stage + off), head / 4, (uint64_t)b * MAXT + (uint64_t)i + 100, scale);
-            CHECK_CU(cuMemcpyHtoDAsync(*p, stage + off, T[i].bytes, xs));
-            off += T[i].bytes;
+    if (!strcmp(source, "pinned")) {
+        /* One pinned staging buffer per block, copied tensor by tensor. */
+        CHECK_CU(cuMemAllocHost((void **)&stage, block_bytes));
+        fill_floats((float *)stage, block_bytes / 4, 7, 0.01f); /* bulk: the same for every block */
+        for (int b = 0; b < nblocks; b++) {
+            CHECK_CU(cuStreamSynchronize(xs)); /* the staging buffer is free again */
+            for (int i = 0; i < nt; i++) {
+                CUdeviceptr *p = &W[(size_t)b * nt + i];
+                if (async_mode)
+                    CHECK_CU(cuMemAllocAsync(p, T[i].bytes, xs));
+                else
+                    CHECK_CU(cuMemAlloc(p, T[i].bytes));
+                fill_head(stage + T[i].off, b, i);
+                CHECK_CU(cuMemcpyHtoDAsync(*p, stage + T[i].off, T[i].bytes, xs));
+            }
+        }
+        CHECK_CU(cuStreamSynchronize(xs));
+    } else {
+        /* Pageable memory, one tensor at a time, as PyTorch's .to("cuda") does: an
+         * async copy on the stream and a synchronisation. */
+        unsigned char *tmpl = NULL, *map = NULL;
+        size_t map_len = (size_t)nblocks * block_bytes;
+        int fd = -1;
+        if (!strcmp(source, "file")) {
+            wfile = write_weights(block_bytes);
+            fd = open(wfile, O_RDONLY | O_CLOEXEC);
+            CHECK(fd >= 0);
+            map = mmap(NULL, map_len, PROT_READ, MAP_PRIVATE, fd, 0);
+            CHECK(map != MAP_FAILED);
+        } else {
+            tmpl = make_template(block_bytes);
+        }
+        for (int b = 0; b < nblocks; b++) {
+            for (int i = 0; i < nt; i++) {
+                CUdeviceptr *p = &W[(size_t)b * nt + i];
+                unsigned char *heap = NULL;
+                const unsigned char *src;
+                if (async_mode)
+                    CHECK_CU(cuMemAllocAsync(p, T[i].bytes, xs));
+                else
+                    CHECK_CU(cuMemAlloc(p, T[i].bytes));
+                if (map) {
+                    src = map + (size_t)b * block_bytes + T[i].off;
+                } else {
+                    heap = malloc(T[i].bytes);
+                    CHECK(heap);
+                    tensor_bytes(heap, tmpl, b, i);
+                    src = heap;
+                }
+                CHECK_CU(cuMemcpyHtoDAsync(*p, src, T[i].bytes, xs));
+                CHECK_CU(cuStreamSynchronize(xs));
+                free(heap);
+            }
+        }
+        free(tmpl);
+        if (map) {
+            mem_line("mapped");
+            CHECK(munmap(map, map_len) == 0);
+            CHECK(close(fd) == 0);
         }
     }
-    CHECK_CU(cuStreamSynchronize(xs));
+
+    mem_line("load");
 
     /* ---- activations ---- */
     CUdeviceptr x, y, out;
@@ -308,6 +598,7 @@ int main(int argc, char **argv)
     CHECK_CU(cuMemcpyDtoHAsync(&sum, out, 8, cs));
     CHECK_CU(cuStreamSynchronize(cs));
     CHECK_CU(cuCtxSynchronize());
+    mem_line("end");
 
     for (int s = 0; s < steps; s++) {
         float ms = 0;
@@ -338,8 +629,11 @@ int main(int argc, char **argv)
     CHECK_CU(cuMemFree(out));
     for (int s = 0; s <= steps; s++)
         CHECK_CU(cuEventDestroy(ev[s]));
-    CHECK_CU(cuMemFreeHost(stage));
+    if (stage)
+        CHECK_CU(cuMemFreeHost(stage));
     CHECK_CU(cuStreamDestroy(cs));
     CHECK_CU(cuStreamDestroy(xs));
+    if (staging_probe)
+        run_staging_probe(wfile ? wfile : write_weights(block_bytes), (size_t)nblocks * block_bytes);
     return 0;
 }

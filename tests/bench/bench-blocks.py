@@ -15,10 +15,17 @@ and the peak device memory against the predicted (N - k + prefetch + 1) blocks +
 --emulate-k-with-limit: for shims without BLOCKSWAP_BLOCKS_TO_SWAP, emulate k by
 BLOCKSWAP_VRAM_LIMIT = min(N, N - k + prefetch + 1) paged blocks + the rest (unmanaged).
 
+--sources pinned,heap,file: where the program loads the weights from (bench-blocks
+--source; default pinned). Every source runs every k; a memory table follows with the
+process's RssAnon, RssFile, RssShmem and VmLck (/proc/self/status) after loading and
+after the last step, the simulator's pinned bytes, and host anon = RssAnon less the
+simulated VRAM that is anonymous memory (on the simulator, device memory is the
+process's memory: cuMemAlloc's in RssAnon, blockswap's cuMemCreate pages in RssShmem).
+
 usage: bench-blocks.py [PROG SIM_DIR SHIM] [--build DIR] [--quick] [--emulate-k-with-limit]
                        [--ratios 0.5,1,3] [--ks 0,10,20,30,40] [--policies default,sync]
                        [--steps 4] [--prefetch 1] [--placement spread|last] [--gbps 25]
-                       [--async] [--jobs N] [--sim-env CUDASIM_X=V ...]
+                       [--async] [--sources pinned,heap,file] [--jobs N] [--sim-env CUDASIM_X=V ...]
                        [--json FILE|-] [--keep DIR] [-- PROGRAM ARGS...]
 All times are virtual (the simulator's timeline), not wall-clock."""
 import argparse, concurrent.futures, json, os, re, shutil, subprocess, sys, tempfile, time
@@ -45,6 +52,8 @@ def parse_args():
     ap.add_argument("--gbps", type=float, default=25.0, help="CUDASIM_PCIE_GBPS (default 25)")
     ap.add_argument("--vram", default="16G", help="CUDASIM_VRAM (default 16G, must hold the model)")
     ap.add_argument("--async", dest="async_", action="store_true", help="weights by cuMemAllocAsync")
+    ap.add_argument("--sources", default="pinned",
+                    help="where the weights are loaded from: pinned, heap, file, comma-separated (default pinned)")
     ap.add_argument("--racecheck", default="1", choices=["0", "1"], help="CUDASIM_RACECHECK (default 1)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="runs at once")
     ap.add_argument("--sim-env", action="append", default=[], metavar="CUDASIM_X=V",
@@ -68,6 +77,9 @@ def parse_args():
     a.ratios = [float(x) for x in (a.ratios or "0.5,1,3").split(",")]
     a.ks = sorted(set(int(x) for x in (a.ks or "0,10,20,30,40").split(",")) | {0})
     a.policies = [p for p in a.policies.split(",") if p]
+    a.sources = [x for x in a.sources.split(",") if x]
+    if not a.sources or any(x not in ("pinned", "heap", "file") for x in a.sources):
+        ap.error("--sources takes pinned, heap and/or file, comma-separated")
     a.steps = a.steps or 4
     if a.steps < 2:
         ap.error("--steps must be at least 2 (step 0 is excluded)")
@@ -105,9 +117,9 @@ def sizes(prog, sim_dir, a):
     return s
 
 
-def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, tmp):
+def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, source, tmp):
     N = S["blocks"]
-    name = "r%g-k%d-%s" % (ratio, k, policy)
+    name = "r%g-k%d-%s" % (ratio, k, policy) + ("" if source == "pinned" else "-" + source)
     report = os.path.join(tmp, name + ".json")
     env = {key: v for key, v in os.environ.items()
            if not key.startswith("BLOCKSWAP_") and not key.startswith("CUDASIM_")}
@@ -131,6 +143,8 @@ def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, tmp):
     if policy != "default":
         env["BLOCKSWAP_POLICY"] = policy
     cmd = [prog, "--ratio", repr(ratio), "--steps", str(a.steps), "--gbps", repr(a.gbps)]
+    if source != "pinned":
+        cmd += ["--source", source]
     if a.async_:
         cmd.append("--async")
     cmd += a.extra
@@ -147,8 +161,12 @@ def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, tmp):
             shutil.copy(report, os.path.join(a.keep, name + ".json"))
     if p.returncode != 0:
         raise RuntimeError("%s failed (exit %d):\n%s%s" % (name, p.returncode, p.stdout[-2000:], p.stderr[-2000:]))
-    steps, checksum = [], None
+    steps, checksum, mem = [], None, {}
     for line in p.stdout.splitlines():
+        if line.startswith("mem "):
+            d = kv(line)
+            when = d.pop("when")
+            mem[when] = {x: int(v) for x, v in d.items()}
         if line.startswith("step "):
             d = kv(line)
             steps.append({"ms": float(d["ms"]), "page_in_bytes": int(d["page_in_bytes"]),
@@ -160,7 +178,8 @@ def run_one(prog, sim_dir, shim, a, S, ratio, k, policy, tmp):
     with open(report) as fh:
         rep = json.load(fh)
     ignored = sorted(set(re.findall(r"unknown variable (BLOCKSWAP_\w+)", p.stderr)))
-    return dict(name=name, ratio=ratio, k=k, policy=policy, limit=limit, steps=steps, checksum=checksum,
+    return dict(name=name, ratio=ratio, k=k, policy=policy, source=source, mem=mem, limit=limit, steps=steps,
+                checksum=checksum,
                 shim_stats=shim_stats, report=rep, ignored=ignored, wall_s=wall,
                 stderr=[l for l in p.stderr.splitlines() if "warning" in l or "error" in l][:5])
 
@@ -191,6 +210,33 @@ def analyse(r, S, a, ref):
                 peak_vs_predicted=rep["peak_device_bytes"] / pred_peak)
 
 
+def print_memory(results, a, ks):
+    """The process's memory after loading and after the last step, per source and k (the
+    default policy at the first ratio: the weights' host side does not depend on either)."""
+    ratio = a.ratios[0]
+    print()
+    print("memory (MiB; /proc/self/status, and the simulator's counters): load = after loading, "
+          "end = after the last step;")
+    print("  host anon = RssAnon - simulated VRAM in anonymous memory (cuMemAlloc); blockswap's paged VRAM "
+          "(cuMemCreate, a memfd) is in RssShmem while mapped;")
+    print("  pinned = the simulator's pinned + registered host bytes (now, and peak over the run); "
+          "VmLck is 0 on the simulator (it locks nothing)")
+    def mib(m, key):
+        return "%.1f" % (m[key] / MiB) if key in m else "-"
+    row = "  %-7s %3s %-6s %9s %9s %9s %9s %7s %9s %9s %9s"
+    print(row % ("source", "k", "when", "RssAnon", "host anon", "RssFile", "RssShmem", "VmLck", "pinned",
+                 "pinned pk", "sim VRAM"))
+    for src in a.sources:
+        for k in ks:
+            r = results.get((ratio, k, "default", src)) or results.get((ratio, k, a.policies[0], src))
+            for when in ("mapped", "load", "end"):
+                m = r["mem"].get(when) if r else None
+                if m:
+                    print(row % (src, k, when, mib(m, "rss_anon"), mib(m, "host_anon"), mib(m, "rss_file"),
+                                 mib(m, "rss_shmem"), mib(m, "vm_lck"), mib(m, "sim_pinned"),
+                                 mib(m, "sim_peak_pinned"), mib(m, "sim_device")))
+
+
 def main():
     a = parse_args()
     prog, sim_dir, shim = locate(a)
@@ -200,8 +246,8 @@ def main():
     S = sizes(prog, sim_dir, a)
     N = S["blocks"]
     ks = [k for k in a.ks if 0 <= k <= N]
-    jobs = [(ratio, 0, "default") for ratio in a.ratios]
-    jobs += [(ratio, k, pol) for pol in a.policies for ratio in a.ratios for k in ks
+    jobs = [(ratio, 0, "default", src) for src in a.sources for ratio in a.ratios]
+    jobs += [(ratio, k, pol, src) for src in a.sources for pol in a.policies for ratio in a.ratios for k in ks
              if not (k == 0 and pol == "default")]
     t0 = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="bench-blocks.")
@@ -215,12 +261,13 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     wall = time.monotonic() - t0
 
-    for ratio in a.ratios:
-        ref = analyse(results[(ratio, 0, "default")], S, a, None)
-        results[(ratio, 0, "default")]["m"] = ref
-        for j, r in results.items():
-            if j[0] == ratio and j != (ratio, 0, "default"):
-                r["m"] = analyse(r, S, a, ref)
+    for src in a.sources:
+        for ratio in a.ratios:
+            ref = analyse(results[(ratio, 0, "default", src)], S, a, None)
+            results[(ratio, 0, "default", src)]["m"] = ref
+            for j, r in results.items():
+                if j[0] == ratio and j[3] == src and j != (ratio, 0, "default", src):
+                    r["m"] = analyse(r, S, a, ref)
 
     problems = []
     sums = {r["checksum"] for r in results.values()}
@@ -248,30 +295,32 @@ def main():
              S["block_bytes"] / MiB, S["block_paged"] / MiB, S["block_managed"] / MiB, S["rest_bytes"] / MiB))
     print("  PCIe %g GB/s per direction: one block's fill %.3f ms; %d steps per run, step 0 excluded; %s%s"
           % (a.gbps, S["block_managed"] / a.gbps / 1e6, a.steps, mode, ", weights by cuMemAllocAsync" if a.async_ else ""))
+    print("  weights loaded from: %s" % ", ".join(a.sources))
     print("  simulator: %s" % (", ".join(a.sim_env) if a.sim_env else
                                "default settings, host costs on (docs/simulator.md, Host costs)"))
     print("  columns: step = mean virtual step time; x k=0 = ratio to the all-resident run at the same ratio;")
     print("  H2D/D2H = MiB paged in / written back per step (blocks = H2D / one block); stall = step - compute busy;")
     print("  bound = max(compute, k blocks / bandwidth) + one block's fill (k > 0); pred = (N-k+prefetch+1) blocks + rest")
-    for pol in a.policies:
-        for ratio in a.ratios:
-            ref = results[(ratio, 0, "default")]["m"]
-            print()
-            print("policy %s, compute/transfer %g: compute %.3f ms/step (%.3f ms/block)"
-                  % (pol, ratio, ref["compute_ms"], ref["compute_ms"] / N))
-            print("  %3s %9s %7s %9s %9s %7s %9s %9s %7s %9s %9s %6s"
-                  % ("k", "step ms", "x k=0", "H2D MiB", "D2H MiB", "blocks", "stall ms", "bound ms",
-                     "x bound", "peak MiB", "pred MiB", "x pred"))
-            for k in ks:
-                key = (ratio, k, pol) if (ratio, k, pol) in results else (ratio, k, "default")
-                if key not in results:
-                    continue
-                m = results[key]["m"]
-                tag = "" if key[2] == pol else "  (default-policy reference)"
-                print("  %3d %9.3f %7.3f %9.1f %9.1f %7.2f %9.3f %9.3f %7.3f %9.1f %9.1f %6.3f%s"
-                      % (k, m["step_ms"], m["vs_k0"], m["h2d_bytes_per_step"] / MiB, m["d2h_bytes_per_step"] / MiB,
-                         m["blocks_streamed"], m["stall_ms"], m["bound_ms"], m["vs_bound"],
-                         m["peak_device_bytes"] / MiB, m["predicted_peak_bytes"] / MiB, m["peak_vs_predicted"], tag))
+    for src, pol, ratio in [(s_, p_, r_) for s_ in a.sources for p_ in a.policies for r_ in a.ratios]:
+        ref = results[(ratio, 0, "default", src)]["m"]
+        print()
+        print("%spolicy %s, compute/transfer %g: compute %.3f ms/step (%.3f ms/block)"
+              % ("" if a.sources == ["pinned"] else "source %s, " % src, pol, ratio, ref["compute_ms"],
+                 ref["compute_ms"] / N))
+        print("  %3s %9s %7s %9s %9s %7s %9s %9s %7s %9s %9s %6s"
+              % ("k", "step ms", "x k=0", "H2D MiB", "D2H MiB", "blocks", "stall ms", "bound ms",
+                 "x bound", "peak MiB", "pred MiB", "x pred"))
+        for k in ks:
+            key = (ratio, k, pol, src) if (ratio, k, pol, src) in results else (ratio, k, "default", src)
+            if key not in results:
+                continue
+            m = results[key]["m"]
+            tag = "" if key[2] == pol else "  (default-policy reference)"
+            print("  %3d %9.3f %7.3f %9.1f %9.1f %7.2f %9.3f %9.3f %7.3f %9.1f %9.1f %6.3f%s"
+                  % (k, m["step_ms"], m["vs_k0"], m["h2d_bytes_per_step"] / MiB, m["d2h_bytes_per_step"] / MiB,
+                     m["blocks_streamed"], m["stall_ms"], m["bound_ms"], m["vs_bound"],
+                     m["peak_device_bytes"] / MiB, m["predicted_peak_bytes"] / MiB, m["peak_vs_predicted"], tag))
+    print_memory(results, a, ks)
     print()
     print("%d runs in %.1f s wall (%d at once); final activations %s in every run"
           % (len(results), wall, a.jobs, "identical" if len(sums) == 1 else "DIFFER"))
@@ -289,7 +338,9 @@ def main():
                    time="virtual", driver="simulated", gbps=a.gbps, steps=a.steps, prefetch=a.prefetch,
                    placement=a.placement or "default",
                    sizes=S, wall_s=wall, ignored_variables=ignored, problems=problems,
-                   runs=[dict({x: r[x] for x in ("ratio", "k", "policy", "limit", "checksum", "steps", "report")},
+                   sources=a.sources,
+                   runs=[dict({x: r[x] for x in ("ratio", "k", "policy", "source", "limit", "checksum", "steps",
+                                                 "mem", "report")},
                               **r["m"]) for _, r in sorted(results.items())])
         if a.json == "-":
             json.dump(out, sys.stdout, indent=1)
