@@ -93,6 +93,14 @@ struct blockswap_stats {
     uint64_t host_pinned_bytes, peak_host_pinned_bytes;
     /* Bytes copied from the host straight into VRAM while loading (no host copy made). */
     uint64_t load_direct_bytes;
+    /* Host memory by kind (BLOCKSWAP_FILE_BACKING, BLOCKSWAP_STAGING_SIZE): bytes whose
+     * backing is a range of the file they were loaded from (no memory held: the page
+     * cache keeps what it can), files held open for them, bytes read back from those
+     * files and failed reads, and the pinned staging ring page-ins from files and
+     * pageable backing go through. Pageable backing = host_backing_bytes minus
+     * host_pinned_bytes. */
+    uint64_t host_file_backed_bytes, files_held, file_read_bytes, file_read_errors;
+    uint64_t host_staging_bytes;
 };
 
 /* Copies the current counters. Returns 0, or -EINVAL when out is NULL. */

@@ -83,6 +83,15 @@ void bs_page_stats(struct blockswap_stats *st)
     st->phys_created = PG.pool.created;
     st->phys_reused = PG.pool.reused;
     st->phys_released = PG.pool.released;
+    struct bs_filemap_stats fs;
+    struct bs_staging_stats ss;
+    bs_filemap_stats(&fs);
+    bs_staging_stats(&ss);
+    st->host_file_backed_bytes = fs.bytes_referenced;
+    st->files_held = fs.files;
+    st->file_read_bytes = fs.bytes_read;
+    st->file_read_errors = fs.read_errors;
+    st->host_staging_bytes = ss.ring_bytes;
     struct bs_trace_totals t;
     bs_trace_totals(&t);
     st->steps_traced = t.steps;
