@@ -82,6 +82,12 @@ static int do_status(struct bs_buf *o)
     kv(o, "peak", st.peak_host_backing_bytes);
     kv(o, "pinned", st.host_pinned_bytes);
     kv(o, "peak_pinned", st.peak_host_pinned_bytes);
+    kv(o, "pageable", st.host_backing_bytes - st.host_pinned_bytes);
+    kv(o, "file_backed", st.host_file_backed_bytes);
+    kv(o, "files", st.files_held);
+    kv(o, "file_read_bytes", st.file_read_bytes);
+    kv(o, "staging", st.host_staging_bytes);
+    kv(o, "loaded_to_vram", st.load_direct_bytes);
     bs_buf_add(o, "},\"managed\":{\"allocations\":%llu", (unsigned long long)st.managed_allocations);
     kv(o, "bytes", st.managed_bytes);
     bs_buf_add(o, "},\"moved\":{\"page_ins\":%llu", (unsigned long long)st.page_ins);

@@ -70,6 +70,18 @@ void bs_summary_log(void)
            bs_size_str(st.page_in_bytes, d, sizeof(d)),
            bs_size_str(st.writeback_bytes, e, sizeof(e)),
            bs_size_str(st.writeback_skipped_bytes, f, sizeof(f)));
+    if (st.load_direct_bytes || st.host_file_backed_bytes || st.host_staging_bytes)
+        bs_log(BS_LOG_INFO, "summary: host memory by kind: %s pinned and %s pageable backing "
+               "now, %s backed by %llu file%s instead (%s read back, %llu failed reads), "
+               "staging ring %s pinned; %s loaded straight to VRAM",
+               bs_size_str(st.host_pinned_bytes, a, sizeof(a)),
+               bs_size_str(st.host_backing_bytes - st.host_pinned_bytes, b, sizeof(b)),
+               bs_size_str(st.host_file_backed_bytes, c, sizeof(c)),
+               (unsigned long long)st.files_held, st.files_held == 1 ? "" : "s",
+               bs_size_str(st.file_read_bytes, d, sizeof(d)),
+               (unsigned long long)st.file_read_errors,
+               bs_size_str(st.host_staging_bytes, e, sizeof(e)),
+               bs_size_str(st.load_direct_bytes, f, sizeof(f)));
     if (st.phys_created || st.phys_reused)
         bs_log(BS_LOG_INFO, "summary: physical VRAM: %llu handles created, %llu reused from "
                "the pool, %llu released; %s pooled now", (unsigned long long)st.phys_created,

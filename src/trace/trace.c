@@ -37,6 +37,7 @@ struct rec {
     bool swapped, live;
     unsigned have;       /* bit per enum ev recorded */
     uint64_t in_bytes, out_bytes, skipped_bytes;
+    uint64_t in_from[3];  /* in_bytes by where the page-in read: pinned, pageable, file */
     int evicted;
     int nwait;           /* completed pairs */
     int launches;        /* launches touching the block so far */
@@ -283,6 +284,7 @@ static struct rec *rec_new(int b)
         r->have = 0;
         r->swapped = false;
         r->in_bytes = r->out_bytes = r->skipped_bytes = 0;
+        memset(r->in_from, 0, sizeof(r->in_from));
         r->evicted = 0;
         r->nwait = 0;
         r->launches = 0;
@@ -361,6 +363,7 @@ void bs_trace_in_end(struct managed *m, CUstream s)
     if (!r)
         return;
     r->in_bytes += m->size;
+    r->in_from[m->host ? (m->host_pinned ? 0 : 1) : 2] += m->size;
     if (batching) {
         in_deferred = r;
         in_deferred_stream = s;
@@ -498,15 +501,20 @@ static void emit_rec(struct rec *r, int s, struct step_sum *ss)
     if (text_fd >= 0)
         out(text_fd, "Block %d: step=%d %s in_bytes=%llu transfer_ms=%.3f in_gbps=%.2f "
             "compute_ms=%.3f stall_ms=%.3f out_bytes=%llu to_cpu_ms=%.3f "
-            "skipped_bytes=%llu evicted=%d\n", r->block, s,
+            "skipped_bytes=%llu evicted=%d in_pinned_bytes=%llu in_pageable_bytes=%llu "
+            "in_file_bytes=%llu\n", r->block, s,
             r->swapped ? "swapped" : "resident", (unsigned long long)r->in_bytes, in_ms, gbps,
             comp_ms, stall_ms, (unsigned long long)r->out_bytes, out_ms,
-            (unsigned long long)r->skipped_bytes, r->evicted);
+            (unsigned long long)r->skipped_bytes, r->evicted,
+            (unsigned long long)r->in_from[0], (unsigned long long)r->in_from[1],
+            (unsigned long long)r->in_from[2]);
     if (json_fd >= 0) {
-        char extra[160];
+        char extra[256];
         if (at(r, EV_IN0, s, &t0) && at(r, EV_IN1, s, &t1)) {
-            snprintf(extra, sizeof(extra), ",\"bytes\":%llu,\"gbps\":%.2f",
-                     (unsigned long long)r->in_bytes, gbps);
+            snprintf(extra, sizeof(extra), ",\"bytes\":%llu,\"gbps\":%.2f,\"from\":{\"pinned\":%llu,"
+                     "\"pageable\":%llu,\"file\":%llu}", (unsigned long long)r->in_bytes, gbps,
+                     (unsigned long long)r->in_from[0], (unsigned long long)r->in_from[1],
+                     (unsigned long long)r->in_from[2]);
             json_slice(2, "in block", r->block, s, t0, t1, "copy_in", extra);
         }
         for (int i = 0; i < r->nwait; i++)

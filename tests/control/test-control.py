@@ -596,7 +596,9 @@ def scenario_client(a, xdg):
         check(re.search(r"^blocks: 4 swapped of 8 found", text, re.M), "blocks swapped of found")
         check(re.search(r"^stall: +[\d.]+ ms per step over [1-9]\d* traced steps?", text, re.M),
               "stall per step, traced")
-        check(re.search(r"^host: +[\d.]+ MiB pinned backing", text, re.M), "host backing")
+        check(re.search(r"^host: +\S+ \S+ of backing in memory: \S+ \S+ pinned, \S+ \S+ "
+                        r"pageable \(peak .*\); \S+ \S+ backed by \d+ files? \(\S+ \S+ read "
+                        r"back\); staging ring \S+", text, re.M), "host memory by kind: %s" % text)
         # set: the variable's spelling; a missing value; a k above the blocks found.
         for spelling in ["blocks_to_swap", "blocks-to-swap"]:
             _, s6, err = ctl(a, *pid, "set", spelling, "6", xdg=xdg)

@@ -202,6 +202,12 @@ def case_json(prog, shim, simdir, tmp):
     ins = by(2)
     if not ins or any(e["args"]["bytes"] <= 0 for e in ins):
         sys.exit("FAIL: no copy-in slices with bytes")
+    # Each page-in says where it read from; this program's backing is all pinned.
+    for e in ins:
+        f = e["args"].get("from", {})
+        if sum(f.get(k, 0) for k in ("pinned", "pageable", "file")) != e["args"]["bytes"] \
+                or f.get("pinned", 0) != e["args"]["bytes"]:
+            sys.exit(f"FAIL: copy-in slice without where it read from: {e}")
     # Step 0 copies the swapped blocks loaded straight to VRAM back once; after it,
     # only block 5's patched weight changed.
     outs = [e for e in by(3) if e["args"]["step"] > 0]
