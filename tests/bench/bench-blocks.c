@@ -40,7 +40,11 @@
  *                        rss_anon, rss_file, rss_shmem, vm_lck in bytes; on the
  *                        simulator also its counters (sim_device, sim_device_vmm,
  *                        sim_pinned, sim_peak_pinned) and host_anon = rss_anon less
- *                        the simulated VRAM that is anonymous memory (see below)
+ *                        the simulated VRAM that is anonymous memory (see below);
+ *                        under blockswap also its host-memory stats (bytes): bs_host_backing,
+ *                        bs_peak_host_backing, bs_host_pinned, bs_peak_host_pinned,
+ *                        bs_host_file_backed, bs_files_held (a count), bs_file_read,
+ *                        bs_host_staging, bs_load_direct, bs_peak_vram
  *   staging how=... (measured on the CPU)
  *                        --staging-probe: this machine's CPU reading the weight file
  *                        with pread, and copying from heap memory, into a 128 MiB
@@ -293,6 +297,8 @@ static const char *write_weights(size_t block_bytes)
 
 typedef CUresult (*sim_counters_fn)(uint64_t *out, unsigned n);
 static sim_counters_fn sim_counters; /* the simulator's, NULL on a GPU */
+typedef int (*get_stats_fn)(struct blockswap_stats *);
+static get_stats_fn get_stats; /* blockswap's, NULL when not preloaded */
 
 static unsigned long long status_bytes(const char *text, const char *key)
 {
@@ -319,6 +325,16 @@ static void mem_line(const char *when)
                (unsigned long long)c[0], (unsigned long long)c[4], (unsigned long long)c[2],
                (unsigned long long)c[3], anon > dev_anon ? anon - dev_anon : 0ull);
     }
+    struct blockswap_stats bs;
+    if (get_stats && get_stats(&bs) == 0)
+        printf(" bs_host_backing=%llu bs_peak_host_backing=%llu bs_host_pinned=%llu bs_peak_host_pinned=%llu"
+               " bs_host_file_backed=%llu bs_files_held=%llu bs_file_read=%llu bs_host_staging=%llu"
+               " bs_load_direct=%llu bs_peak_vram=%llu",
+               (unsigned long long)bs.host_backing_bytes, (unsigned long long)bs.peak_host_backing_bytes,
+               (unsigned long long)bs.host_pinned_bytes, (unsigned long long)bs.peak_host_pinned_bytes,
+               (unsigned long long)bs.host_file_backed_bytes, (unsigned long long)bs.files_held,
+               (unsigned long long)bs.file_read_bytes, (unsigned long long)bs.host_staging_bytes,
+               (unsigned long long)bs.load_direct_bytes, (unsigned long long)bs.peak_vram_bytes);
     printf("\n");
     fflush(stdout);
 }
@@ -411,8 +427,6 @@ static void run_staging_probe(const char *path, size_t file_bytes)
     CHECK_CU(cuMemFreeHost(buf));
 }
 
-typedef int (*get_stats_fn)(struct blockswap_stats *);
-
 static void stats(get_stats_fn fn, struct blockswap_stats *s)
 {
     memset(s, 0, sizeof(*s));
@@ -465,7 +479,7 @@ int main(int argc, char **argv)
     CUfunction k_gemv = kit_fn(&K, "bs_gemv_f32"), k_axpy = kit_fn(&K, "bs_axpy_f32"),
                k_tanh = kit_fn(&K, "bs_tanh_f32"), k_sleep = kit_fn(&K, "bs_sleep"),
                k_sum = kit_fn(&K, "bs_checksum_u64");
-    get_stats_fn get_stats = (get_stats_fn)dlsym(RTLD_DEFAULT, "blockswap_get_stats");
+    get_stats = (get_stats_fn)dlsym(RTLD_DEFAULT, "blockswap_get_stats");
     if (cuGetProcAddress("cudasimGetMemCounters", (void **)&sim_counters, 12000, 0, NULL) != CUDA_SUCCESS)
         sim_counters = NULL; /* a GPU */
 

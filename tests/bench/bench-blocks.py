@@ -235,6 +235,29 @@ def print_memory(results, a, ks):
                     print(row % (src, k, when, mib(m, "rss_anon"), mib(m, "host_anon"), mib(m, "rss_file"),
                                  mib(m, "rss_shmem"), mib(m, "vm_lck"), mib(m, "sim_pinned"),
                                  mib(m, "sim_peak_pinned"), mib(m, "sim_device")))
+    if not any("bs_host_backing" in m for r in results.values() for m in r["mem"].values()):
+        return
+    print()
+    print("blockswap's host memory (MiB; blockswap_get_stats at the same points): backing = host backing "
+          "(pk: its peak), of it pinned (pk);")
+    print("  file = bytes backed by the file they were loaded from (no memory held), read = bytes read back "
+          "from files so far, ring = the pinned staging ring,")
+    print("  direct = bytes loaded straight into VRAM; shim host = backing + ring (what blockswap holds), "
+          "peak VRAM = blockswap's peak")
+    row = "  %-7s %3s %-6s %8s %8s %8s %8s %8s %9s %6s %8s %9s %9s"
+    print(row % ("source", "k", "when", "backing", "bk pk", "pinned", "pin pk", "file", "read", "ring", "direct",
+                 "shim host", "peak VRAM"))
+    for src in a.sources:
+        for k in ks:
+            r = results.get((ratio, k, "default", src)) or results.get((ratio, k, a.policies[0], src))
+            for when in ("load", "end"):
+                m = r["mem"].get(when) if r else None
+                if m and "bs_host_backing" in m:
+                    m = dict(m, bs_shim_host=m["bs_peak_host_backing"] + m["bs_host_staging"])
+                    print(row % (src, k, when, mib(m, "bs_host_backing"), mib(m, "bs_peak_host_backing"),
+                                 mib(m, "bs_host_pinned"), mib(m, "bs_peak_host_pinned"),
+                                 mib(m, "bs_host_file_backed"), mib(m, "bs_file_read"), mib(m, "bs_host_staging"),
+                                 mib(m, "bs_load_direct"), mib(m, "bs_shim_host"), mib(m, "bs_peak_vram")))
 
 
 def main():

@@ -4,8 +4,25 @@
  * 8 MiB head. Under a limit that holds one model's working set but not both, the model
  * in use takes the VRAM over without any call from the application. Prints checksums
  * (identical with and without the shim); under the shim, checks that repeated loads
- * leak neither host backing nor VRAM. */
+ * leak neither host backing nor VRAM.
+ *
+ * usage: two-models [heap|file] [DATA_LIMIT]
+ *   heap (default)  each tensor from its own malloc'd buffer, then freed;
+ *   file            each model's weights written to a file in $TMPDIR (else /tmp),
+ *                   mapped MAP_PRIVATE/PROT_READ, each tensor copied from the mapping,
+ *                   then unmapped, closed and unlinked (a safetensors load);
+ *   DATA_LIMIT      bytes: setrlimit(RLIMIT_DATA) before anything is loaded (Linux >=
+ *                   4.7 counts private writable mappings and the heap, not read-only
+ *                   file mappings nor shared ones such as the simulator's memfd VRAM;
+ *                   the simulator's pinned host memory is anonymous and counts). */
 #include "kit.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define MiB (1024ull * 1024)
 #define NB 8
@@ -16,16 +33,56 @@ struct model {
 };
 
 static CUfunction gemv, tanh_f, sum;
+static int from_file;
+
+static size_t tensor_bytes(int i)
+{
+    return i == 0 || i == NW - 1 ? 8 * MiB : (i - 1) % 4 < 3 ? 4 * MiB : 6 * MiB;
+}
+
+static void fill(float *h, size_t bytes, uint32_t seed, int i)
+{
+    for (size_t j = 0; j < bytes / 4; j++)
+        h[j] = (float)(((seed + (uint32_t)i) * 2654435761u + (uint32_t)j * 40503u) % 1000) / 1000.0f - 0.5f;
+}
 
 static void load(struct model *m, uint32_t seed)
 {
+    if (from_file) {
+        const char *dir = getenv("TMPDIR");
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/two-models-XXXXXX", dir && *dir ? dir : "/tmp");
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        size_t total = 0;
+        for (int i = 0; i < NW; i++) {
+            size_t bytes = tensor_bytes(i);
+            float *h = malloc(bytes);
+            CHECK(h != NULL);
+            fill(h, bytes, seed, i);
+            CHECK(write(fd, h, bytes) == (ssize_t)bytes);
+            free(h);
+            total += bytes;
+        }
+        const unsigned char *map = mmap(NULL, total, PROT_READ, MAP_PRIVATE, fd, 0);
+        CHECK(map != MAP_FAILED);
+        size_t off = 0;
+        for (int i = 0; i < NW; i++) {
+            CHECK_CU(cuMemAlloc(&m->w[i], tensor_bytes(i)));
+            CHECK_CU(cuMemcpyHtoD(m->w[i], map + off, tensor_bytes(i)));
+            off += tensor_bytes(i);
+        }
+        CHECK(munmap((void *)map, total) == 0);
+        CHECK(close(fd) == 0);
+        CHECK(unlink(path) == 0);
+        return;
+    }
     for (int i = 0; i < NW; i++) {
-        size_t bytes = i == 0 || i == NW - 1 ? 8 * MiB : (i - 1) % 4 < 3 ? 4 * MiB : 6 * MiB;
+        size_t bytes = tensor_bytes(i);
         CHECK_CU(cuMemAlloc(&m->w[i], bytes));
         float *h = malloc(bytes);
         CHECK(h != NULL);
-        for (size_t j = 0; j < bytes / 4; j++)
-            h[j] = (float)(((seed + (uint32_t)i) * 2654435761u + (uint32_t)j * 40503u) % 1000) / 1000.0f - 0.5f;
+        fill(h, bytes, seed, i);
         CHECK_CU(cuMemcpyHtoD(m->w[i], h, bytes));
         free(h);
     }
@@ -56,8 +113,18 @@ static uint64_t run(struct model *m, int steps, CUdeviceptr x, CUdeviceptr y, CU
     return h;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "heap") && strcmp(argv[1], "file")) {
+        fprintf(stderr, "usage: two-models [heap|file] [DATA_LIMIT]\n");
+        return 2;
+    }
+    from_file = argc > 1 && !strcmp(argv[1], "file");
+    if (argc > 2) {
+        struct rlimit rl = { .rlim_cur = strtoull(argv[2], NULL, 0), .rlim_max = strtoull(argv[2], NULL, 0) };
+        CHECK(setrlimit(RLIMIT_DATA, &rl) == 0);
+        fprintf(stderr, "RLIMIT_DATA %llu\n", (unsigned long long)rl.rlim_cur);
+    }
     struct kit k;
     kit_init(&k);
     gemv = kit_fn(&k, "bs_gemv_f32");
