@@ -75,6 +75,9 @@ struct bs_staging_stats {
 void bs_staging_stats(struct bs_staging_stats *st);
 /* At exit: waits for the ring's copies and frees it (needs the context current). */
 void bs_staging_exit(void);
+/* The most the ring may pin (set before its first use); below 2 MiB it is one pageable
+ * bounce buffer. */
+void bs_staging_limit(uint64_t bytes);
 /* In a forked child: forgets the parent's ring (its pinned memory and events are not
  * the child's); a later copy allocates anew. */
 void bs_staging_reset_after_fork(void);

@@ -62,6 +62,7 @@ struct page_state {
     /* The budget, in bytes. */
     uint64_t vram_limit, host_limit, pinned_limit;
     uint64_t pinned_bytes, peak_pinned; /* the pinned part of host_bytes */
+    uint64_t staging_reserve;           /* what the staging ring may pin of pinned_limit */
     uint64_t resident_bytes, unmanaged_bytes, host_bytes, managed_bytes, managed_count;
     /* Activations and the like: unmanaged plus resident managed memory that was not
      * loaded from the host. Its peak is the headroom block scheduling leaves. */
@@ -143,6 +144,9 @@ CUresult pg_map(struct managed *m);
 void pg_unmap(struct managed *m);
 /* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
 CUresult pg_start_fill(struct managed *m, bool capturing);
+/* Fingerprints m, loaded straight to VRAM and clean, after the work on s so far; m->ready
+ * then marks it (the caller makes s wait). */
+void pg_fingerprint_loaded(struct managed *m, CUstream s);
 /* Waits until m's page-in (and its fingerprint) is done. */
 CUresult pg_fill_wait(struct managed *m);
 /* Queues on the D2H stream the waits for the work that used m so far (see pg_evict). */

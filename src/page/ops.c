@@ -85,6 +85,10 @@ static CUresult make_ready(struct managed **ms, int nm, CUstream s, bool capturi
         struct managed *m = ms[i];
         if (m->state != RES_DEVICE)
             r = pg_make_resident(m, ms, nm, capturing);
+        /* A weight its file stands for: fingerprinted before its first kernel, so that
+         * eviction finds it unchanged and copies nothing back. */
+        if (r == CUDA_SUCCESS && m->fp_due && !capturing)
+            pg_fingerprint_loaded(m, s);
         if (r != CUDA_SUCCESS || !m->ready_pending)
             continue;
         if (bs_drv.cuEventQuery(m->ready) == CUDA_SUCCESS)
@@ -186,9 +190,11 @@ void bs_page_end(void)
 #define PG_LOAD_MARGIN 16
 static bool load_in_place(struct managed *m)
 {
+    if (m->busy)
+        return false; /* bs_page_begin waits for the pager */
     if (m->state == RES_DEVICE)
         return true;
-    if (m->state != RES_EMPTY || m->busy)
+    if (m->state != RES_EMPTY)
         return false;
     bool pooled = pg_pool_take(m);
     uint64_t used = PG.resident_bytes + PG.unmanaged_bytes + PG.pool.bytes;
@@ -231,6 +237,7 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
         bool backed = pg_fb_note(m, dst - m->va, src, n);
         m->dirty = !backed;
         m->host_valid = backed;
+        m->fp_due = backed;
         /* Eviction waits for the copy as for any other use; but the load is not a
          * use: the victim choice and block detection see kernels only. */
         int slot = pg_slot_of(pg_norm_stream(s, flags));

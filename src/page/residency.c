@@ -193,6 +193,10 @@ CUresult pg_setup_locked(void)
     }
     PG.host_limit = bs_cfg.host_limit == BS_SIZE_AUTO ? host_ram_default() : bs_cfg.host_limit;
     PG.pinned_limit = bs_cfg.pinned_limit == BS_SIZE_AUTO ? pinned_default() : bs_cfg.pinned_limit;
+    /* The staging ring takes its pinned memory out of the same bound: at most half. */
+    PG.staging_reserve = bs_cfg.staging_size < PG.pinned_limit / 2 ? bs_cfg.staging_size
+                                                                     : PG.pinned_limit / 2;
+    bs_staging_limit(PG.staging_reserve);
     bs_log(BS_LOG_INFO, "host backing: up to %s, of which up to %s pinned (BLOCKSWAP_HOST_LIMIT, "
            "BLOCKSWAP_PINNED_LIMIT); the rest pageable",
            bs_size_str(PG.host_limit, a, sizeof(a)), bs_size_str(PG.pinned_limit, b, sizeof(b)));
@@ -223,7 +227,7 @@ CUresult pg_ensure_host(struct managed *m)
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     void *p = NULL;
-    bool pin = PG.pinned_bytes + m->padded <= PG.pinned_limit;
+    bool pin = PG.pinned_bytes + m->padded + PG.staging_reserve <= PG.pinned_limit;
     if (pin && bs_drv.cuMemHostAlloc(&p, m->padded, 0) != CUDA_SUCCESS) {
         /* The system would not lock more: pageable memory serves, more slowly. */
         bs_log_limited(1, BS_LOG_WARN, "cannot pin %s more of host memory (%s pinned so far): "
@@ -232,6 +236,7 @@ CUresult pg_ensure_host(struct managed *m)
                        bs_size_str(PG.pinned_bytes, b, sizeof(b)));
         pin = false;
         p = NULL;
+        bs_staging_limit(0); /* nor will it pin a ring */
     }
     if (!pin && posix_memalign(&p, 4096, m->padded) != 0) {
         bs_log_limited(5, BS_LOG_ERROR, "cannot allocate %s of host memory for backing (%s in "
@@ -481,6 +486,28 @@ unmap:
     return r;
 }
 
+static int copy_from_host(void *ctx, uint64_t off, void *buf, size_t len)
+{
+    const struct managed *m = ctx;
+    memcpy(buf, (const char *)m->host + off, len);
+    return 0;
+}
+
+/* Pageable backing goes through the pinned staging ring: the driver would stage it
+ * itself, but synchronously for the calling thread and at pageable speed. The pager
+ * copies with the page lock released (m is busy: nobody else touches it). */
+static CUresult fill_pageable(struct managed *m)
+{
+    bool unlock = pg_on_pager && m->busy;
+    int err = 0;
+    if (unlock)
+        pthread_mutex_unlock(&PG.lock);
+    CUresult r = bs_staging_copy_in(m->va, m->size, PG.h2d, copy_from_host, m, &err);
+    if (unlock)
+        pg_pager_lock();
+    return r;
+}
+
 /* The page-in fingerprint, which eviction compares with to skip copying back a weight
  * that no kernel changed: on the fingerprint stream, after the copy; m->ready then
  * marks both, so the first user waits for the fingerprint too, and when the copy ran
@@ -501,6 +528,18 @@ static bool fingerprint_in(struct managed *m)
     return true;
 }
 
+void pg_fingerprint_loaded(struct managed *m, CUstream s)
+{
+    m->fp_due = false;
+    if (m->dirty || !m->host_valid || m->fp_in)
+        return;
+    if ((!m->ready && bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS) ||
+        bs_drv.cuEventRecord(m->ready, s) != CUDA_SUCCESS)
+        return; /* without it, the first eviction copies it back: slower, never wrong */
+    m->ready_pending = true;
+    m->fp_in = fingerprint_in(m);
+}
+
 CUresult pg_start_fill(struct managed *m, bool capturing)
 {
     CUresult r;
@@ -508,9 +547,11 @@ CUresult pg_start_fill(struct managed *m, bool capturing)
         if (!m->ready && (r = bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS)
             return r;
         bs_trace_in_begin(m, PG.h2d);
-        /* From anonymous host backing, or from the file that stands for it. */
-        r = m->host ? bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, PG.h2d)
-                    : pg_fb_fill(m);
+        /* From pinned host backing, from pageable backing through the staging ring, or
+         * from the file that stands for it (also through the ring). */
+        r = m->host_pinned ? bs_real.cuMemcpyHtoDAsync_v2(m->va, m->host, m->size, PG.h2d)
+            : m->host      ? fill_pageable(m)
+                           : pg_fb_fill(m);
         if (r != CUDA_SUCCESS)
             return r;
         bs_trace_in_end(m, PG.h2d);

@@ -35,7 +35,15 @@ static struct {
     CUevent ev[STAGING_MAX_CHUNKS];
     unsigned char state[STAGING_MAX_CHUNKS];
     uint64_t copies, bytes, fill_ns, wait_ns;
-} ST = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t max_pinned; /* what the ring may pin (bs_staging_limit) */
+} ST = { .lock = PTHREAD_MUTEX_INITIALIZER, .max_pinned = UINT64_MAX };
+
+void bs_staging_limit(uint64_t bytes)
+{
+    pthread_mutex_lock(&ST.lock);
+    ST.max_pinned = bytes;
+    pthread_mutex_unlock(&ST.lock);
+}
 
 static uint64_t now_ns(void)
 {
@@ -61,6 +69,17 @@ static void ring_alloc(void)
     size_t size = (size_t)bs_round_up(want, 2 * 4096);
     void *p = NULL;
     ST.tried = true;
+    /* Within what BLOCKSWAP_PINNED_LIMIT leaves it (half at most), or nothing pinned
+     * at all once the system refused to pin host backing. */
+    bool capped = size > ST.max_pinned;
+    if (capped)
+        size = (size_t)(ST.max_pinned / (2 * 4096) * (2 * 4096));
+    if (capped && size >= STAGING_MIN) {
+        bs_log(BS_LOG_INFO, "staging ring: %s, not BLOCKSWAP_STAGING_SIZE=%s: at most half "
+               "of BLOCKSWAP_PINNED_LIMIT", bs_size_str(size, a, sizeof(a)),
+               bs_size_str(want, b, sizeof(b)));
+        want = size;
+    }
     for (; size >= STAGING_MIN; size = bs_round_up(size / 2, 2 * 4096))
         if (bs_drv.cuMemHostAlloc(&p, size, 0) == CUDA_SUCCESS)
             break;
@@ -85,7 +104,12 @@ static void ring_alloc(void)
             return;
         }
         ST.nchunks = 1;
-        bs_log(BS_LOG_WARN, "cannot pin even %s for the staging ring (BLOCKSWAP_STAGING_SIZE=%s): "
+        if (capped)
+            bs_log(BS_LOG_INFO, "no staging ring: nothing may be pinned for it (BLOCKSWAP_PINNED_LIMIT "
+                   "or a refusal to pin above); copies from files and pageable backing go "
+                   "through one pageable %s buffer, one at a time", bs_size_str(ST.chunk, c, sizeof(c)));
+        else
+            bs_log(BS_LOG_WARN, "cannot pin even %s for the staging ring (BLOCKSWAP_STAGING_SIZE=%s): "
                "copies from files go through one pageable %s buffer, one at a time, much more "
                "slowly; free host memory or lower BLOCKSWAP_PINNED_LIMIT",
                bs_size_str(STAGING_MIN, a, sizeof(a)), bs_size_str(want, b, sizeof(b)),
