@@ -178,6 +178,10 @@ void pg_follow_schedule(unsigned act);
 /* Evicts, on this thread, the swapped blocks behind the window. */
 void pg_catch_up(void);
 
+/* residency.c: the page-in fingerprint of m on the fingerprint stream, after m->ready;
+ * records m->ready after it. Whether it was taken. */
+bool pg_fingerprint_in(struct managed *m);
+
 /* ---- fileback.c ---- */
 /* The host copied [off, off+n) of m from src: notes whether a file holds those bytes.
  * Returns whether the file now stands for every byte the host wrote into m. */

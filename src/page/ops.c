@@ -14,6 +14,11 @@
 
 /* The per-thread slot whose event bs_page_end records after the operation. */
 static BS_TLS int record_slot = -1;
+/* A load straight to VRAM of bytes a file holds, and its stream: bs_page_end takes its
+ * fingerprint after the copy, so that eviction finds it unchanged and copies nothing
+ * back (the file stands for it) instead of writing every such weight to host memory. */
+static BS_TLS struct managed *fp_load;
+static BS_TLS CUstream fp_load_stream;
 
 bool bs_page_managed_any(void)
 {
@@ -173,6 +178,15 @@ void bs_page_end(void)
             bs_drv.cuCtxSynchronize();
         record_slot = -1;
     }
+    if (fp_load) {
+        struct managed *m = fp_load;
+        fp_load = NULL;
+        if ((m->ready || bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING) == CUDA_SUCCESS) &&
+            bs_drv.cuEventRecord(m->ready, fp_load_stream) == CUDA_SUCCESS) {
+            m->ready_pending = true; /* users wait for the fingerprint's reads */
+            m->fp_in = pg_fingerprint_in(m);
+        }
+    }
     pthread_mutex_unlock(&PG.lock);
     if (BS_UNLIKELY(__atomic_load_n(&PG.pager_waiting, __ATOMIC_RELAXED)))
         sched_yield();
@@ -231,6 +245,11 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
         bool backed = pg_fb_note(m, dst - m->va, src, n);
         m->dirty = !backed;
         m->host_valid = backed;
+        m->fp_in = false; /* an earlier load's fingerprint is not these bytes' */
+        if (backed) {
+            fp_load = m;
+            fp_load_stream = pg_norm_stream(s, flags);
+        }
         /* Eviction waits for the copy as for any other use; but the load is not a
          * use: the victim choice and block detection see kernels only. */
         int slot = pg_slot_of(pg_norm_stream(s, flags));
