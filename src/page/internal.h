@@ -144,9 +144,6 @@ CUresult pg_map(struct managed *m);
 void pg_unmap(struct managed *m);
 /* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
 CUresult pg_start_fill(struct managed *m, bool capturing);
-/* Fingerprints m, loaded straight to VRAM and clean, after the work on s so far; m->ready
- * then marks it (the caller makes s wait). */
-void pg_fingerprint_loaded(struct managed *m, CUstream s);
 /* Waits until m's page-in (and its fingerprint) is done. */
 CUresult pg_fill_wait(struct managed *m);
 /* Queues on the D2H stream the waits for the work that used m so far (see pg_evict). */
@@ -181,6 +178,10 @@ CUresult pg_evict_if_idle(struct managed *m, bool copy);
 void pg_follow_schedule(unsigned act);
 /* Evicts, on this thread, the swapped blocks behind the window. */
 void pg_catch_up(void);
+
+/* residency.c: the page-in fingerprint of m on the fingerprint stream, after m->ready;
+ * records m->ready after it. Whether it was taken. */
+bool pg_fingerprint_in(struct managed *m);
 
 /* ---- fileback.c ---- */
 /* The host copied [off, off+n) of m from src: notes whether a file holds those bytes.

@@ -14,6 +14,11 @@
 
 /* The per-thread slot whose event bs_page_end records after the operation. */
 static BS_TLS int record_slot = -1;
+/* A load straight to VRAM of bytes a file holds, and its stream: bs_page_end takes its
+ * fingerprint after the copy, so that eviction finds it unchanged and copies nothing
+ * back (the file stands for it) instead of writing every such weight to host memory. */
+static BS_TLS struct managed *fp_load;
+static BS_TLS CUstream fp_load_stream;
 
 bool bs_page_managed_any(void)
 {
@@ -85,10 +90,6 @@ static CUresult make_ready(struct managed **ms, int nm, CUstream s, bool capturi
         struct managed *m = ms[i];
         if (m->state != RES_DEVICE)
             r = pg_make_resident(m, ms, nm, capturing);
-        /* A weight its file stands for: fingerprinted before its first kernel, so that
-         * eviction finds it unchanged and copies nothing back. */
-        if (r == CUDA_SUCCESS && m->fp_due && !capturing)
-            pg_fingerprint_loaded(m, s);
         if (r != CUDA_SUCCESS || !m->ready_pending)
             continue;
         if (bs_drv.cuEventQuery(m->ready) == CUDA_SUCCESS)
@@ -177,6 +178,15 @@ void bs_page_end(void)
             bs_drv.cuCtxSynchronize();
         record_slot = -1;
     }
+    if (fp_load) {
+        struct managed *m = fp_load;
+        fp_load = NULL;
+        if ((m->ready || bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING) == CUDA_SUCCESS) &&
+            bs_drv.cuEventRecord(m->ready, fp_load_stream) == CUDA_SUCCESS) {
+            m->ready_pending = true; /* users wait for the fingerprint's reads */
+            m->fp_in = pg_fingerprint_in(m);
+        }
+    }
     pthread_mutex_unlock(&PG.lock);
     if (BS_UNLIKELY(__atomic_load_n(&PG.pager_waiting, __ATOMIC_RELAXED)))
         sched_yield();
@@ -237,7 +247,7 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
         bool backed = pg_fb_note(m, dst - m->va, src, n);
         m->dirty = !backed;
         m->host_valid = backed;
-        m->fp_due = backed;
+        m->fp_in = false; /* an earlier load's fingerprint is not these bytes' */
         /* Eviction waits for the copy as for any other use; but the load is not a
          * use: the victim choice and block detection see kernels only. */
         int slot = pg_slot_of(pg_norm_stream(s, flags));
@@ -245,6 +255,10 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
             m->streams_used |= 1ull << slot;
             m->fenced = false;
             record_slot = PG.slots[slot].per_thread ? slot : -1;
+            if (backed) {
+                fp_load = m;
+                fp_load_stream = pg_norm_stream(s, flags);
+            }
         } else {
             m->pinned = true; /* its users cannot be followed, as in bs_page_begin */
         }

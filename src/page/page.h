@@ -34,7 +34,6 @@ struct managed {
     int resident_index;    /* in page/'s resident set, -1 when not in it */
     int fp_slot;     /* page/fingerprint.c's slot, -1 none */
     bool fp_in;      /* the slot holds the fingerprint taken at page-in from host backing */
-    bool fp_due;     /* loaded straight to VRAM from its file: fingerprinted at first use */
     /* The pager thread works on it outside the lock: everyone else waits. */
     bool busy;
     /* The D2H stream already waits for the work that used it (queued when the window

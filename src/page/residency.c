@@ -513,7 +513,7 @@ static CUresult fill_pageable(struct managed *m)
  * marks both, so the first user waits for the fingerprint too, and when the copy ran
  * ahead of compute, so did the fingerprint and nobody waits. Never on a user's
  * stream: one thread block reading a whole weight would hold up its compute. */
-static bool fingerprint_in(struct managed *m)
+bool pg_fingerprint_in(struct managed *m)
 {
     if (m->fp_slot < 0)
         m->fp_slot = bs_fp_slot_get();
@@ -526,18 +526,6 @@ static bool fingerprint_in(struct managed *m)
         return false;
     }
     return true;
-}
-
-void pg_fingerprint_loaded(struct managed *m, CUstream s)
-{
-    m->fp_due = false;
-    if (m->dirty || !m->host_valid || m->fp_in)
-        return;
-    if ((!m->ready && bs_drv.cuEventCreate(&m->ready, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS) ||
-        bs_drv.cuEventRecord(m->ready, s) != CUDA_SUCCESS)
-        return; /* without it, the first eviction copies it back: slower, never wrong */
-    m->ready_pending = true;
-    m->fp_in = fingerprint_in(m);
 }
 
 CUresult pg_start_fill(struct managed *m, bool capturing)
@@ -561,7 +549,7 @@ CUresult pg_start_fill(struct managed *m, bool capturing)
         if (!m->ready_pending && (r = bs_drv.cuCtxSynchronize()) != CUDA_SUCCESS)
             return r;
         /* A graph captures what it replays; a weight filled for one is never evicted. */
-        m->fp_in = m->ready_pending && !capturing && fingerprint_in(m);
+        m->fp_in = m->ready_pending && !capturing && pg_fingerprint_in(m);
         /* A capturing stream cannot wait on an event from outside the capture. */
         if (capturing && (r = pg_fill_wait(m)) != CUDA_SUCCESS)
             return r;
