@@ -120,8 +120,8 @@ static void page_exit(void)
     while (PG.nbusy)
         pthread_cond_wait(&PG.idle_cv, &PG.lock);
     pg_pool_release(UINT64_MAX);
+    bs_trace_close(); /* its summary names the staging ring */
     bs_staging_exit();
-    bs_trace_close();
     pthread_mutex_unlock(&PG.lock);
 }
 

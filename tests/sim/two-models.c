@@ -14,7 +14,8 @@
  *   DATA_LIMIT      bytes: setrlimit(RLIMIT_DATA) before anything is loaded (Linux >=
  *                   4.7 counts private writable mappings and the heap, not read-only
  *                   file mappings nor shared ones such as the simulator's memfd VRAM;
- *                   the simulator's pinned host memory is anonymous and counts). */
+ *                   the simulator's pinned host memory is anonymous and counts);
+ *                   applied under blockswap only. */
 #include "kit.h"
 
 #include <fcntl.h>
@@ -120,7 +121,9 @@ int main(int argc, char **argv)
         return 2;
     }
     from_file = argc > 1 && !strcmp(argv[1], "file");
-    if (argc > 2) {
+    /* Under blockswap only: without it the simulator's VRAM itself is anonymous memory
+     * (the reference run of --compare is not capped). */
+    if (argc > 2 && dlsym(RTLD_DEFAULT, "blockswap_get_stats")) {
         struct rlimit rl = { .rlim_cur = strtoull(argv[2], NULL, 0), .rlim_max = strtoull(argv[2], NULL, 0) };
         CHECK(setrlimit(RLIMIT_DATA, &rl) == 0);
         fprintf(stderr, "RLIMIT_DATA %llu\n", (unsigned long long)rl.rlim_cur);
