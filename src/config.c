@@ -50,13 +50,14 @@ static const struct opt opts[] = {
     { "BLOCKSWAP_PINNED_LIMIT", OPT_SIZE_AUTO, OFF(pinned_limit), "auto", 0, 1ull << 50,
       "How much of the host backing may be pinned (page-locked: the fastest copies, but "
       "RAM the system cannot swap out); beyond it, backing is ordinary pageable memory, "
-      "copied at the driver's pageable speed. auto: half of MemAvailable when blockswap "
-      "starts (half of physical RAM when /proc/meminfo cannot be read). 0: never pin.", NULL },
+      "copied in through the staging ring. The ring's pinned memory counts in it too. auto: "
+      "half of MemAvailable when blockswap starts (half of physical RAM when /proc/meminfo "
+      "cannot be read). 0: never pin.", NULL },
     { "BLOCKSWAP_STAGING_SIZE", OPT_SIZE, OFF(staging_size), "128M", 2ull << 20, 4ull << 30,
       "Pinned host memory through which weights backed by a file, or by pageable memory, "
       "are copied to the GPU: read into one part of it while another part is being copied. "
-      "Taken at the first such copy and kept until exit; a smaller ring is taken when the "
-      "system will not pin this much.", NULL },
+      "Taken at the first such copy and kept until exit; at most half of "
+      "BLOCKSWAP_PINNED_LIMIT, and smaller when the system will not pin this much.", NULL },
     { "BLOCKSWAP_FILE_BACKING", OPT_BOOL, OFF(file_backing), "1", 0, 0,
       "1: a weight uploaded from a file mapping (safetensors, GGUF) is backed by the file: "
       "when evicted it is read back from the file rather than kept in host memory. 0 keeps "

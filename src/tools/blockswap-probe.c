@@ -113,8 +113,10 @@ static unsigned long long parse_size(const char *s)
 }
 
 /* What the model needs of this machine: its size, its blocks, and the host RAM for it.
- * blockswap keeps a pinned host copy of every weight it manages (its backing while the
- * weight is out of VRAM), so the RAM needed is about the model's size. */
+ * Loaded from this file straight to VRAM (ComfyUI under the launcher), blockswap keeps
+ * no copy: the file backs what it evicts, read back through the staging ring. From
+ * anonymous memory, or with BLOCKSWAP_FILE_BACKING=0, each swapped weight gets a host
+ * copy: at most the model's size. */
 static int print_model(const char *path)
 {
     char a[32], b[32], c[32];
@@ -137,14 +139,23 @@ static int print_model(const char *path)
     const char *hl = env_or("BLOCKSWAP_HOST_LIMIT", "auto");
     int set = strcmp(hl, "auto") != 0 && parse_size(hl);
     host_limit = set ? parse_size(hl) : ram > 2 * keep ? ram - keep : ram / 2;
-    printf("host RAM: about %s pinned for this model: blockswap keeps a host copy of every "
-           "weight it manages, about the model's size; BLOCKSWAP_HOST_LIMIT=%s allows %s "
-           "(%s of RAM here)\n", human(m->total_bytes, a, sizeof(a)), set ? hl : "auto",
-           human(host_limit, b, sizeof(b)), human(ram, c, sizeof(c)));
-    if (m->total_bytes > host_limit) {
+    const char *fb = env_or("BLOCKSWAP_FILE_BACKING", "1");
+    bool file_backing = strcmp(fb, "0") != 0;
+    if (file_backing)
+        printf("host RAM: no copy of this model when its weights are uploaded straight from "
+               "this file (blockswap-run adds --highvram to ComfyUI for that): blockswap reads "
+               "swapped blocks back from the file through a %s pinned staging ring "
+               "(BLOCKSWAP_STAGING_SIZE) and the page cache keeps what RAM allows; weights that "
+               "come from RAM instead need a host copy of each swapped block, up to %s\n",
+               env_or("BLOCKSWAP_STAGING_SIZE", "128M"), human(m->total_bytes, a, sizeof(a)));
+    printf("host RAM: %s %s for this model without file backing: a host copy of each swapped "
+           "weight, at most the model's size; BLOCKSWAP_HOST_LIMIT=%s allows %s (%s of RAM "
+           "here)\n", file_backing ? "up to" : "about", human(m->total_bytes, a, sizeof(a)),
+           set ? hl : "auto", human(host_limit, b, sizeof(b)), human(ram, c, sizeof(c)));
+    if (!file_backing && m->total_bytes > host_limit) {
         printf("problem:  the model needs more pinned host memory than BLOCKSWAP_HOST_LIMIT "
                "allows: evictions would fail; use a smaller (fp8 or GGUF) model, more RAM, "
-               "or a higher BLOCKSWAP_HOST_LIMIT\n");
+               "a higher BLOCKSWAP_HOST_LIMIT, or file backing (BLOCKSWAP_FILE_BACKING=1)\n");
         return 1;
     }
     return 0;

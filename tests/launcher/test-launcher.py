@@ -343,10 +343,13 @@ def case_check_model(tmp):
                in p.stdout, f"{fmt}: its size, from the header only")
         expect(f"blocks:   40 transformer blocks (blocks.N.) of up to {human(block)}, "
                f"{human(outside)} outside them\n" in p.stdout, f"{fmt}: its blocks")
-        expect(re.search(r"^host RAM: about " + re.escape(human(total)) + r" pinned for this "
-                         r"model: blockswap keeps a host copy of every weight it manages, about "
-                         r"the model's size; BLOCKSWAP_HOST_LIMIT=auto allows ", p.stdout, re.M),
-               f"{fmt}: the host RAM it needs, and why")
+        expect(re.search(r"^host RAM: no copy of this model when its weights are uploaded "
+                         r"straight from this file .* through a 128M pinned staging ring", p.stdout,
+                         re.M) and
+               re.search(r"^host RAM: up to " + re.escape(human(total)) + r" for this model "
+                         r"without file backing: a host copy of each swapped weight, at most the "
+                         r"model's size; BLOCKSWAP_HOST_LIMIT=auto allows ", p.stdout, re.M),
+               f"{fmt}: the host RAM it needs, with and without file backing, and why")
         k1 = suggested_k(1 << 30, 40, block, outside, act, 2)
         expect(k1 is not None and 0 < k1 < 40, "the model does not fit 1G: some blocks swapped")
         expect(f"suggest:  BLOCKSWAP_BLOCKS_TO_SWAP={k1} for this model on device 0 with CFG 1 "
@@ -374,9 +377,14 @@ def case_check_model(tmp):
     p = run(["--check", "--vram-limit", "1G", "--model", odd], env=sim_env())
     expect(re.search(r"^blocks:   3 transformer blocks \(blocks\.N\.\) of up to 24 MiB, 18 MiB "
                      r"outside them$", p.stdout, re.M), "prefixed names counted, vace_blocks not")
-    # More than the host may pin: said, exit 1.
+    # More than the host may hold without file backing: said, exit 1; with file backing
+    # (the default) the file stands for the copy: no problem.
     p = run(["--check", "--vram-limit", "1G", "--model", st],
             env=sim_env(BLOCKSWAP_HOST_LIMIT="512M"))
+    expect(p.returncode == 0 and "problem:" not in p.stdout,
+           "a small host limit is no problem when the file backs the weights")
+    p = run(["--check", "--vram-limit", "1G", "--model", st],
+            env=sim_env(BLOCKSWAP_HOST_LIMIT="512M", BLOCKSWAP_FILE_BACKING="0"))
     expect(p.returncode == 1 and "BLOCKSWAP_HOST_LIMIT=512M allows 512 MiB" in p.stdout and
            re.search(r"^problem:  the model needs more pinned host memory than "
                      r"BLOCKSWAP_HOST_LIMIT allows", p.stdout, re.M), "a host limit too small")
