@@ -141,6 +141,9 @@ CUresult pg_fb_fill(struct managed *m)
     r = bs_staging_copy_in(m->va + m->fb_lo, m->fb_hi - m->fb_lo, PG.h2d, fill_from_file, m, &err);
     if (unlock)
         pg_pager_lock();
+    /* Stopped half-way: what it queued must be done before the caller unmaps. */
+    if (r != CUDA_SUCCESS)
+        pg_wait_stream_point(PG.h2d);
     if (err)
         changed_line(m, err);
     return r;

@@ -505,6 +505,9 @@ static CUresult fill_pageable(struct managed *m)
     CUresult r = bs_staging_copy_in(m->va, m->size, PG.h2d, copy_from_host, m, &err);
     if (unlock)
         pg_pager_lock();
+    /* Stopped half-way: what it queued must be done before the caller unmaps. */
+    if (r != CUDA_SUCCESS)
+        pg_wait_stream_point(PG.h2d);
     return r;
 }
 

@@ -200,9 +200,10 @@ void bs_staging_exit(void)
     pthread_mutex_lock(&ST.lock);
     for (int i = 0; i < ST.nchunks; i++) {
         chunk_wait(i);
-        if (ST.ev[i])
-            bs_drv.cuEventDestroy_v2(ST.ev[i]);
-        ST.ev[i] = NULL;
+        /* One the driver will not destroy (the application released the context
+         * first) stays named here rather than lost. */
+        if (ST.ev[i] && bs_drv.cuEventDestroy_v2(ST.ev[i]) == CUDA_SUCCESS)
+            ST.ev[i] = NULL;
         ST.state[i] = CHUNK_IDLE;
     }
     if (ST.pinned)
