@@ -17,6 +17,8 @@
  *                   fails, every buffer whose calls succeeded holds its data and the
  *                   process goes on (the error line is checked by run.py). What fits
  *                   the VRAM limit is loaded there and needs no host backing.
+ * baduse interleaved weights and small allocations in turn: loading leaves room for
+ *                   the small ones and evicts nothing.
  *
  * Outcomes that differ with the shim are checked here (from blockswap_enabled() and
  * the limit in the environment) and printed as "as expected", so the output is the
@@ -304,6 +306,37 @@ static int host_limit(void)
     return 0;
 }
 
+/* A loader that interleaves small unmanaged allocations with its weights (16 weights of
+ * 4 MiB, each followed by 256 KiB): with BLOCKSWAP_VRAM_LIMIT=64M the loads stop 1/16
+ * short of the limit, so the small ones still fit and loading evicts (and writes back)
+ * nothing; the weights that do not fit go to host backing. */
+static int interleaved(void)
+{
+    int shim = pg_shim_enabled();
+    CUdeviceptr w[16], small[16];
+    for (int i = 0; i < 16; i++) {
+        CHECK_CU(cuMemAlloc(&w[i], 4 * MiB));
+        upload(w[i], 4 * MiB, 50 + (uint64_t)i);
+        CHECK_CU(cuMemAlloc(&small[i], 256 * 1024));
+    }
+    if (shim) {
+        struct blockswap_stats st;
+        pg_stats(&st);
+        pg_print_stats("after load", &st);
+        CHECK_EQ_U64(st.evictions, 0);
+        CHECK_EQ_U64(st.writeback_bytes, 0);
+        CHECK(st.load_direct_bytes > 0 && st.host_backing_bytes > 0);
+    }
+    for (int i = 0; i < 16; i++)
+        CHECK(verify(w[i], 4 * MiB, 50 + (uint64_t)i));
+    printf("interleaved: weights intact\n");
+    for (int i = 0; i < 16; i++) {
+        CHECK_CU(cuMemFree(w[i]));
+        CHECK_CU(cuMemFree(small[i]));
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -316,6 +349,8 @@ int main(int argc, char **argv)
         return unmanaged();
     if (!strcmp(mode, "host-limit"))
         return host_limit();
-    fprintf(stderr, "usage: baduse frees|oom|unmanaged|host-limit\n");
+    if (!strcmp(mode, "interleaved"))
+        return interleaved();
+    fprintf(stderr, "usage: baduse frees|oom|unmanaged|host-limit|interleaved\n");
     return 2;
 }

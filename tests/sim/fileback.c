@@ -211,6 +211,23 @@ int main(int argc, char **argv)
                 (unsigned long long)st.load_direct_bytes);
         CHECK(st.blocks == NB && st.blocks_swapped > 0);
         if (!strcmp(expect, "file")) {
+            /* Weights out of VRAM read back from the file: the bytes loaded. */
+            int (*resident)(uint64_t) =
+                (int (*)(uint64_t))dlsym(RTLD_DEFAULT, "blockswap_is_resident");
+            float *want = malloc(4 * MiB), *got = malloc(4 * MiB);
+            CHECK(want && got);
+            int out_of_vram = 0;
+            for (int t = 0; t < NT; t++) {
+                if (resident(wt[t]) != 0)
+                    continue;
+                out_of_vram++;
+                fill(want, size[t], t == NT - 1 ? 99u : (uint32_t)(t + 1));
+                CHECK_CU(cuMemcpyDtoH(got, wt[t], size[t]));
+                CHECK(memcmp(want, got, size[t]) == 0);
+            }
+            CHECK(out_of_vram > 0);
+            free(want);
+            free(got);
             CHECK_EQ_U64(st.host_backing_bytes, 0);
             CHECK_EQ_U64(st.host_file_backed_bytes, total);
             CHECK(st.files_held == 1);
