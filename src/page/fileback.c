@@ -32,7 +32,10 @@ bool pg_fb_note(struct managed *m, uint64_t off, const void *src, size_t n)
     struct bs_file_ref ref;
     if (!n)
         return pg_fb_backed(m);
-    if (!bs_cfg.file_backing || m->fb_mixed || !bs_filemap_lookup(src, n, &ref)) {
+    /* Only loads are looked up (each lookup reads /proc): once a kernel used the
+     * allocation, what the host copies in is data of the moment, kept in memory. */
+    if (!bs_cfg.file_backing || m->fb_mixed || m->sched.used ||
+        !bs_filemap_lookup(src, n, &ref)) {
         /* Anonymous bytes: kept in VRAM or host backing, never in the file. */
         if (m->anon_lo >= m->anon_hi)
             m->anon_lo = off, m->anon_hi = off + n;
