@@ -16,6 +16,9 @@
  *   truncate    after the first step the file is cut to half its size
  *   rewrite     after the first step the second half is rewritten in place and the
  *               mtime set 2 s ahead
+ *   two-step    each weight first uploaded from zeroed anonymous memory, then from the
+ *               mapping over it (ComfyUI moves its empty parameters to the GPU, then
+ *               loads the checkpoint into them)
  * argv[2], what the counters must say under the shim at the end:
  *   file   no host backing; file-backed bytes; bytes read back from the file
  *   anon   host backing; nothing file-backed
@@ -72,8 +75,8 @@ int main(int argc, char **argv)
     bool patch = !strcmp(mode, "patch"), dirty = !strcmp(mode, "dirty-page");
     bool fdlimit = !strcmp(mode, "fdlimit");
     bool truncate_ = !strcmp(mode, "truncate"), rewrite = !strcmp(mode, "rewrite");
-    bool changes = truncate_ || rewrite;
-    CHECK(writable || patch || fdlimit || changes || !strcmp(mode, "file"));
+    bool changes = truncate_ || rewrite, two_step = !strcmp(mode, "two-step");
+    CHECK(writable || patch || fdlimit || changes || two_step || !strcmp(mode, "file"));
     struct kit k;
     kit_init(&k);
     CUfunction gemv = kit_fn(&k, "bs_gemv_f32"), axpy = kit_fn(&k, "bs_axpy_f32");
@@ -119,10 +122,15 @@ int main(int argc, char **argv)
         CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
     }
     CUdeviceptr wt[NT];
+    char *zeros = two_step ? calloc(1, 4 * MiB) : NULL;
+    CHECK(!two_step || zeros);
     for (int t = 0; t < NT; t++) {
         CHECK_CU(cuMemAlloc(&wt[t], size[t]));
+        if (two_step)
+            CHECK_CU(cuMemcpyHtoD(wt[t], zeros, size[t]));
         CHECK_CU(cuMemcpyHtoD(wt[t], map + off[t], size[t]));
     }
+    free(zeros);
     if (fdlimit)
         CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
     CHECK(munmap(map, total) == 0);
