@@ -1,7 +1,7 @@
 /* interpose/copies.c: the copy and memset hooks. Each makes the managed memory it
  * touches valid for the operation (page/), then lets the driver do it; a copy between
  * the host and a managed allocation that is not resident uses its host backing
- * instead, so that loading a model larger than VRAM needs no VRAM at all. */
+ * instead; a load goes straight to VRAM while it has room (bs_page_htod decides). */
 #define _GNU_SOURCE
 #include "interpose/hook.h"
 
