@@ -251,6 +251,10 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
         /* Eviction waits for the copy as for any other use; but the load is not a
          * use: the victim choice and block detection see kernels only. */
         int slot = pg_slot_of(pg_norm_stream(s, flags));
+        /* A page-in the pager started (a stack detected while loading) comes first. */
+        if (m->ready_pending &&
+            bs_drv.cuStreamWaitEvent(pg_norm_stream(s, flags), m->ready, 0) != CUDA_SUCCESS)
+            pg_fill_wait(m);
         if (slot >= 0 && !PG.slots[slot].capturing) {
             m->streams_used |= 1ull << slot;
             m->fenced = false;
