@@ -135,18 +135,8 @@ CUresult pg_fb_fill(struct managed *m)
         r = bs_real.cuMemsetD8Async(m->va + m->fb_hi, 0, m->size - m->fb_hi, PG.h2d);
     if (r != CUDA_SUCCESS)
         return r;
-    /* The pager reads the file with the lock released: m is busy, so nobody else
-     * touches it, and the application's launches go on meanwhile. */
-    bool unlock = pg_on_pager && m->busy;
-    int err = 0;
-    if (unlock)
-        pthread_mutex_unlock(&PG.lock);
-    r = bs_staging_copy_in(m->va + m->fb_lo, m->fb_hi - m->fb_lo, PG.h2d, fill_from_file, m, &err);
-    if (unlock)
-        pg_pager_lock();
-    /* Stopped half-way: what it queued must be done before the caller unmaps. */
-    if (r != CUDA_SUCCESS)
-        pg_wait_stream_point(PG.h2d);
+    int err;
+    r = pg_fill_staged(m, m->fb_lo, m->fb_hi - m->fb_lo, fill_from_file, &err);
     if (err)
         changed_line(m, err);
     return r;

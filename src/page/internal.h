@@ -144,6 +144,10 @@ CUresult pg_map(struct managed *m);
 void pg_unmap(struct managed *m);
 /* Mapped m becomes DEVICE: its contents copied in from host backing, if any. */
 CUresult pg_start_fill(struct managed *m, bool capturing);
+/* Copies [off, off+n) of m in through the staging ring, fill() reading each piece;
+ * the pager releases the lock meanwhile (m busy). */
+CUresult pg_fill_staged(struct managed *m, uint64_t off, size_t n,
+                        int (*fill)(void *ctx, uint64_t off, void *buf, size_t len), int *err);
 /* Waits until m's page-in (and its fingerprint) is done. */
 CUresult pg_fill_wait(struct managed *m);
 /* Queues on the D2H stream the waits for the work that used m so far (see pg_evict). */

@@ -493,22 +493,31 @@ static int copy_from_host(void *ctx, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
-/* Pageable backing goes through the pinned staging ring: the driver would stage it
- * itself, but synchronously for the calling thread and at pageable speed. The pager
- * copies with the page lock released (m is busy: nobody else touches it). */
-static CUresult fill_pageable(struct managed *m)
+/* A page-in through the pinned staging ring, fill() putting each piece in it. The pager
+ * does it with the page lock released: m is busy, so nobody else touches it, and the
+ * application's launches go on meanwhile. Stopped half-way, it waits for the copies it
+ * queued, which must be done before the caller unmaps. */
+CUresult pg_fill_staged(struct managed *m, uint64_t off, size_t n,
+                        int (*fill)(void *ctx, uint64_t off, void *buf, size_t len), int *err)
 {
     bool unlock = pg_on_pager && m->busy;
-    int err = 0;
+    *err = 0;
     if (unlock)
         pthread_mutex_unlock(&PG.lock);
-    CUresult r = bs_staging_copy_in(m->va, m->size, PG.h2d, copy_from_host, m, &err);
+    CUresult r = bs_staging_copy_in(m->va + off, n, PG.h2d, fill, m, err);
     if (unlock)
         pg_pager_lock();
-    /* Stopped half-way: what it queued must be done before the caller unmaps. */
     if (r != CUDA_SUCCESS)
         pg_wait_stream_point(PG.h2d);
     return r;
+}
+
+/* Pageable backing goes through the ring too: the driver would stage it itself, but
+ * synchronously for the calling thread and at pageable speed. */
+static CUresult fill_pageable(struct managed *m)
+{
+    int err;
+    return pg_fill_staged(m, 0, m->size, copy_from_host, &err);
 }
 
 /* The page-in fingerprint, which eviction compares with to skip copying back a weight

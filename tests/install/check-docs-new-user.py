@@ -52,7 +52,7 @@ def main():
 
     # Item 11: README on scripts/test.
     readme = flat(read("README.md"))
-    for want in ["four builds", "installs clang", "503 s on 2 cores",
+    for want in ["four builds", "installs clang", "550 s on 2 cores",
                  "BLOCKSWAP_TEST_STAGES=normal scripts/test"]:
         expect(want in readme, f"README says {want!r}")
 
