@@ -242,6 +242,7 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
     CUresult r = BS_PAGE_NOT_HANDLED;
     if (!m || dst + n > m->va + m->size)
         goto out;
+    s = pg_norm_stream(s, flags);
     if (!m->sched.used && !m->pinned && load_in_place(m)) {
         /* Clean when a file holds every byte loaded: eviction then copies nothing. */
         bool backed = pg_fb_note(m, dst - m->va, src, n);
@@ -250,10 +251,9 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
         m->fp_in = false; /* an earlier load's fingerprint is not these bytes' */
         /* Eviction waits for the copy as for any other use; but the load is not a
          * use: the victim choice and block detection see kernels only. */
-        int slot = pg_slot_of(pg_norm_stream(s, flags));
+        int slot = pg_slot_of(s);
         /* A page-in the pager started (a stack detected while loading) comes first. */
-        if (m->ready_pending &&
-            bs_drv.cuStreamWaitEvent(pg_norm_stream(s, flags), m->ready, 0) != CUDA_SUCCESS)
+        if (m->ready_pending && bs_drv.cuStreamWaitEvent(s, m->ready, 0) != CUDA_SUCCESS)
             pg_fill_wait(m);
         if (slot >= 0 && !PG.slots[slot].capturing) {
             m->streams_used |= 1ull << slot;
@@ -261,7 +261,7 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
             record_slot = PG.slots[slot].per_thread ? slot : -1;
             if (backed) {
                 fp_load = m;
-                fp_load_stream = pg_norm_stream(s, flags);
+                fp_load_stream = s;
             }
         } else {
             m->pinned = true; /* its users cannot be followed, as in bs_page_begin */
@@ -289,7 +289,7 @@ CUresult bs_page_htod(uint64_t dst, const void *src, size_t n, CUstream s, unsig
      * anonymous host backing first. */
     if ((r = file_only ? pg_fb_materialize(m) : pg_ensure_host(m)) != CUDA_SUCCESS)
         goto out;
-    if ((r = pg_wait_stream_point(pg_norm_stream(s, flags))) != CUDA_SUCCESS)
+    if ((r = pg_wait_stream_point(s)) != CUDA_SUCCESS)
         goto out;
     if (m->state == RES_EMPTY) { /* fresh device memory reads as zero in the simulator */
         memset(m->host, 0, off);
